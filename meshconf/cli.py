@@ -1,0 +1,70 @@
+"""`meshconf <job> ...`: one entry point for every job; `python -m meshconf.<job>` runs the same code.
+
+Each job module provides `add_arguments(parser)` and `run(args) -> int`. User errors (`MeshconfError`) are printed
+as one line and exit with status 2; nothing a user can cause ends in a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import MeshconfError
+
+JOBS = {
+    "doctor": ("meshconf.doctor", "list the model files that are present or missing, and how to get each"),
+    "fetch": ("meshconf.fetch", "download the publicly available model files"),
+    "convert-smpl": ("meshconf.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
+    "prepare": ("meshconf.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
+    "train": ("meshconf.train", "train the error estimators on prepared tables"),
+    "evaluate": ("meshconf.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
+}
+
+
+def _call(job: str, module, args) -> int:
+    try:
+        return int(module.run(args) or 0)
+    except MeshconfError as exc:
+        print(f"meshconf {job}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"meshconf {job}: interrupted (finished work was kept; run again to resume)", file=sys.stderr)
+        return 130
+
+
+def job_main(job: str, argv=None) -> int:
+    """Entry point of `python -m meshconf.<job>`."""
+    module_name, help_text = JOBS[job]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"meshconf {job}", description=help_text)
+    module.add_arguments(parser)
+    return _call(job, module, parser.parse_args(argv))
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="meshconf", description="meshconf: where is a single-image human mesh wrong?")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="job", metavar="<job>")
+    modules = {}
+    # Only the chosen job's module is imported: start-up stays fast and one broken extra cannot block the rest.
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for job, (module_name, help_text) in JOBS.items():
+        p = sub.add_parser(job, help=help_text, description=help_text)
+        if job == chosen:
+            modules[job] = importlib.import_module(module_name)
+            modules[job].add_arguments(p)
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+        print(f"meshconf {__version__}")
+        return 0
+    if args.job is None:
+        parser.print_help()
+        return 0
+    return _call(args.job, modules[args.job], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`meshconf doctor`: which model files are present, missing or broken, and the exact next step for each."""
+
+from __future__ import annotations
+
+import sys
+
+from . import assets as A
+from .errors import MeshconfError
+from .validate import check_asset
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data-dir", help=f"data folder (default: ${A.ENV_DATA} or {A.default_data_dir()})")
+    parser.add_argument("--quick", action="store_true", help="only check that files exist, do not load them")
+
+
+def diagnose(root, quick=False) -> list[tuple[A.Asset, str, str]]:
+    """(asset, status, detail) per asset; status is ok, missing or broken."""
+    rows = []
+    for a in A.ASSETS:
+        path = A.locate(a.name, root)
+        if path is None:
+            rows.append((a, "missing", A.next_step(a, root)))
+            continue
+        try:
+            if not quick:
+                check_asset(a.name, path)
+            rows.append((a, "ok", path))
+        except MeshconfError as exc:
+            rows.append((a, "broken", f"{exc}; delete it and get it again"))
+    return rows
+
+
+def run(args) -> int:
+    root = A.data_dir(args.data_dir)
+    source = "--data-dir" if args.data_dir else (f"${A.ENV_DATA}" if A.ENV_DATA in __import__("os").environ
+                                                 else "default cache")
+    print(f"data folder: {root} ({source})")
+    rows = diagnose(root, args.quick)
+    width = max(len(a.relpath) for a, _, _ in rows)
+    for a, status, detail in rows:
+        need = "" if a.required else " (optional)"
+        print(f"  {status:8s} {a.relpath:{width}s}  {detail}{need if status != 'ok' else ''}")
+    problems = [a for a, status, _ in rows if status != "ok" and a.required]
+    print("ready for the demo" if not problems else
+          f"{len(problems)} required file(s) missing or broken: {', '.join(a.relpath for a in problems)}")
+    return 0 if not problems else 1
+
+
+def main(argv=None) -> int:
+    from .cli import job_main
+    return job_main("doctor", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Pure, batched geometry: rotations, SPIN's camera and projection, SPIN's crop.
+
+No I/O and no devices are chosen here: functions take tensors or arrays and return the same kind. The arithmetic
+follows SPIN exactly (REFERENCE.md A.3, B.4-B.6, C), because the published weights expect it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from . import constants as C
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Rotations
+
+def rot6d_to_rotmat(x: torch.Tensor) -> torch.Tensor:
+    """6D rotation representation (..., 6k) -> rotation matrices (N, 3, 3), N = numel / 6.
+
+    The six numbers of a joint are a row-major 3x2 matrix: the columns (e0, e2, e4) and (e1, e3, e5) are
+    Gram-Schmidt orthonormalised into b1, b2, and R = [b1 b2 b1 x b2] (columns).
+    """
+    x = x.reshape(-1, 3, 2)
+    a1, a2 = x[:, :, 0], x[:, :, 1]
+    b1 = F.normalize(a1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(dim=-1, keepdim=True) * b1)
+    b3 = torch.linalg.cross(b1, b2, dim=1)
+    return torch.stack((b1, b2, b3), dim=-1)
+
+
+def batch_rodrigues(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (N, 3) -> rotation matrices (N, 3, 3), through a unit quaternion as SPIN does."""
+    angle = torch.norm(axis_angle + 1e-8, p=2, dim=1)
+    normalized = axis_angle / angle.unsqueeze(-1)
+    half = angle * 0.5
+    quat = torch.cat([torch.cos(half).unsqueeze(-1), torch.sin(half).unsqueeze(-1) * normalized], dim=1)
+    quat = quat / quat.norm(p=2, dim=1, keepdim=True)
+    w, x, y, z = quat[:, 0], quat[:, 1], quat[:, 2], quat[:, 3]
+    w2, x2, y2, z2 = w * w, x * x, y * y, z * z
+    wx, wy, wz, xy, xz, yz = w * x, w * y, w * z, x * y, x * z, y * z
+    return torch.stack([
+        w2 + x2 - y2 - z2, 2 * xy - 2 * wz, 2 * wy + 2 * xz,
+        2 * wz + 2 * xy, w2 - x2 + y2 - z2, 2 * yz - 2 * wx,
+        2 * xz - 2 * wy, 2 * wx + 2 * yz, w2 - x2 - y2 + z2,
+    ], dim=1).view(-1, 3, 3)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Camera and projection
+
+def camera_translation(camera: torch.Tensor, focal_length: float = C.FOCAL_LENGTH,
+                       img_res: int = C.IMG_RES) -> torch.Tensor:
+    """SPIN's weak-perspective camera [s, tx, ty] (B, 3) -> translation [tx, ty, 2f / (res*s)] (B, 3)."""
+    depth = 2 * focal_length / (img_res * camera[:, 0] + 1e-9)
+    return torch.stack([camera[:, 1], camera[:, 2], depth], dim=-1)
+
+
+def perspective_projection(points: torch.Tensor, translation: torch.Tensor,
+                           focal_length: float = C.FOCAL_LENGTH,
+                           camera_center: float = float(C.CROP_CENTER),
+                           rotation: torch.Tensor | None = None) -> torch.Tensor:
+    """Pinhole projection of (B, N, 3) points moved by `translation` (B, 3) -> (B, N, 2) crop pixels."""
+    if rotation is not None:
+        points = torch.einsum("bij,bkj->bki", rotation, points)
+    points = points + translation.unsqueeze(1)
+    projected = points / points[:, :, -1:]
+    return projected[:, :, :2] * focal_length + camera_center
+
+
+def project_spin_joints(joints: torch.Tensor, camera: torch.Tensor) -> torch.Tensor:
+    """SPIN's 3D joints (B, N, 3) and camera (B, 3) -> 2D keypoints (B, N, 2) in 224-crop pixels."""
+    return perspective_projection(joints, camera_translation(camera))
+
+
+def to_normalized(points_px):
+    """Crop pixels -> normalised units, (p - 112) / 112 (1.0 = 112 px)."""
+    return (points_px - C.NORM_UNIT_PX) / C.NORM_UNIT_PX
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# SPIN's crop (utils/imutils.py) with scipy 1.0's imresize, byte scaling included
+
+def get_transform(center, scale: float, res=(C.IMG_RES, C.IMG_RES)) -> np.ndarray:
+    """The 3x3 float64 affine that maps original pixels into the crop (no rotation)."""
+    h = C.BOX_SCALE_PX * scale
+    t = np.zeros((3, 3))
+    t[0, 0] = float(res[1]) / h
+    t[1, 1] = float(res[0]) / h
+    t[0, 2] = res[1] * (-float(center[0]) / h + 0.5)
+    t[1, 2] = res[0] * (-float(center[1]) / h + 0.5)
+    t[2, 2] = 1
+    return t
+
+
+def transform_point(pt, center, scale: float, res=(C.IMG_RES, C.IMG_RES), invert: bool = False) -> np.ndarray:
+    """SPIN's `transform`: 1-based point through the affine, truncated toward zero to integers.
+
+    The inverse goes through `np.linalg.inv` on purpose: the truncation is sensitive to the last bit, and the
+    reference's crop boxes come out of exactly this computation.
+    """
+    t = get_transform(center, scale, res)
+    if invert:
+        t = np.linalg.inv(t)
+    new_pt = np.dot(t, np.array([pt[0] - 1, pt[1] - 1, 1.0]))
+    return new_pt[:2].astype(int) + 1
+
+
+def crop_box(center, scale: float, res: int = C.IMG_RES) -> tuple[np.ndarray, np.ndarray]:
+    """Upper-left and bottom-right corners (x, y) of the crop box in original pixels."""
+    ul = transform_point([1, 1], center, scale, (res, res), invert=True) - 1
+    br = transform_point([res + 1, res + 1], center, scale, (res, res), invert=True) - 1
+    return ul, br
+
+
+def bytescale(data: np.ndarray) -> np.ndarray:
+    """scipy 1.0's `bytescale`: stretch [min, max] of the WHOLE array to [0, 255], round half up, uint8."""
+    if data.dtype == np.uint8:
+        return data
+    cmin, cmax = data.min(), data.max()
+    cscale = cmax - cmin
+    if cscale == 0:
+        cscale = 1
+    scale = float(255 - 0) / cscale
+    bytedata = (data - cmin) * scale + 0
+    return (bytedata.clip(0, 255) + 0.5).astype(np.uint8)
+
+
+def _imresize_rgb(canvas: np.ndarray, res: int) -> np.ndarray:
+    """scipy 1.0's `imresize(canvas, (res, res))` for a 3-channel float canvas: bytescale, PIL RGB, bilinear."""
+    data = bytescale(canvas)
+    channel_axis = int(np.flatnonzero(np.asarray(data.shape) == 3)[0])
+    # toimage() makes the first axis of size 3 the channels (a box 3 px wide would be read that way too).
+    data = np.moveaxis(data, channel_axis, 2)
+    image = Image.frombytes("RGB", (data.shape[1], data.shape[0]), np.ascontiguousarray(data).tobytes())
+    return np.array(image.resize((res, res), resample=Image.BILINEAR))
+
+
+def crop(image_rgb_uint8: np.ndarray, center, scale: float, res: int = C.IMG_RES) -> np.ndarray:
+    """SPIN's `crop(img, center, scale, (res, res))` -> uint8 (res, res, 3).
+
+    The box (side 200*scale px around `center`) is copied into a black canvas, contrast-stretched to [0, 255]
+    (scipy's imresize byte-scales float input: a quirk the published weights were trained with) and resized with
+    Pillow's antialiased bilinear filter.
+    """
+    img = np.asarray(image_rgb_uint8)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"crop expects an (H, W, 3) RGB image, got shape {img.shape}")
+    ul, br = crop_box(center, scale, res)
+    height, width = img.shape[:2]
+    if br[0] - ul[0] < 1 or br[1] - ul[1] < 1:
+        raise ValueError(f"crop box is empty for center={tuple(center)} scale={scale}")
+    if ul[0] >= width or ul[1] >= height or br[0] <= 0 or br[1] <= 0:
+        raise ValueError(f"crop box {tuple(ul)}-{tuple(br)} does not overlap the {width}x{height} image")
+    canvas = np.zeros((br[1] - ul[1], br[0] - ul[0], 3))
+    new_x = max(0, -ul[0]), min(br[0], width) - ul[0]
+    new_y = max(0, -ul[1]), min(br[1], height) - ul[1]
+    old_x = max(0, ul[0]), min(width, br[0])
+    old_y = max(0, ul[1]), min(height, br[1])
+    canvas[new_y[0]:new_y[1], new_x[0]:new_x[1]] = img[old_y[0]:old_y[1], old_x[0]:old_x[1]]
+    return _imresize_rgb(canvas, res)
+
+
+def normalize_crop(crop_u8: np.ndarray) -> torch.Tensor:
+    """uint8 (..., H, W, 3) RGB crops -> float32 (..., 3, H, W) ImageNet-normalised tensor (true division)."""
+    x = torch.from_numpy(np.ascontiguousarray(crop_u8)).float() / 255.0
+    x = x.movedim(-1, -3)
+    mean = torch.tensor(C.IMG_NORM_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(C.IMG_NORM_STD, dtype=torch.float32).view(3, 1, 1)
+    return (x - mean) / std
+
+
+def denormalize_to_bgr255(images: torch.Tensor) -> np.ndarray:
+    """ImageNet-normalised (B, 3, H, W) RGB -> float32 (B, H, W, 3) BGR in [0, 255], OpenPose's input convention."""
+    mean = torch.tensor(C.IMG_NORM_MEAN, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(C.IMG_NORM_STD, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    rgb01 = images * std + mean
+    return np.ascontiguousarray((rgb01.permute(0, 2, 3, 1).flip(-1) * 255).cpu().numpy())
+
+
+def centered_box(height: int, width: int) -> tuple[tuple[int, int], float]:
+    """The demo's box for an already cropped, centred person: centre (W//2, H//2), scale max(H, W)/200."""
+    return (width // 2, height // 2), max(height, width) / C.BOX_SCALE_PX

@@ -1,0 +1,79 @@
+"""Reading model files safely and checking them strictly (shared by the SPIN and OpenPose loaders).
+
+`torch.load(weights_only=True)` never runs code from the file. Every failure becomes a one-line `MeshconfError`
+that names the file, what was wrong with it, and what file was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from collections.abc import Callable, Mapping
+
+import torch
+
+from ..errors import MeshconfError
+
+
+def read_torch_file(path, what: str, hint: str = "") -> object:
+    """`torch.load(path, weights_only=True)` on the CPU, with one-line errors for missing/truncated/foreign files."""
+    path = os.fspath(path)
+    hint = f" {hint}" if hint else ""
+    if not os.path.exists(path):
+        raise MeshconfError(f"{what} not found: {path}.{hint}")
+    if os.path.isdir(path):
+        raise MeshconfError(f"{what} path is a folder, expected a file: {path}.{hint}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MeshconfError(f"{what} {path} contains objects a weights file must not hold and was not loaded "
+                            f"(nothing in it was executed): {first}.{hint}") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MeshconfError(f"{what} {path} is not a readable PyTorch file (truncated or corrupt?): {first}.{hint}") \
+            from None
+
+
+def unwrap_state_dict(obj: object, path, what: str, container_keys=("model", "state_dict")) -> dict:
+    """Accept a bare state_dict or a training checkpoint {"model": state_dict, ...}; strip `module.` prefixes."""
+    if isinstance(obj, Mapping):
+        for key in container_keys:
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise MeshconfError(f"{what} {os.fspath(path)} holds no state_dict of tensors "
+                            f"(expected a dict of tensors, or a checkpoint with a 'model' entry)")
+    state = {}
+    for key, value in obj.items():
+        while key.startswith("module."):
+            key = key[len("module."):]
+        state[key] = value
+    return state
+
+
+def check_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple], path, what: str,
+                     optional: Callable[[str], bool] = lambda key: False) -> None:
+    """Raise one message listing missing, unexpected and misshapen keys; `optional` keys may be absent."""
+    missing = [k for k in expected if k not in state and not optional(k)]
+    unexpected = [k for k in state if k not in expected]
+    misshapen = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
+                 for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
+    if not (missing or unexpected or misshapen):
+        return
+
+    def brief(items):
+        shown = ", ".join(items[:5])
+        return shown + (f" (+{len(items) - 5} more)" if len(items) > 5 else "")
+
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing: {brief(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected: {brief(unexpected)}")
+    if misshapen:
+        parts.append(f"{len(misshapen)} misshapen: {brief(misshapen)}")
+    raise MeshconfError(f"{os.fspath(path)} does not fit the {what} ({'; '.join(parts)}); "
+                        f"expected {what} weights with {len(expected)} tensors")

@@ -1,0 +1,97 @@
+"""SPIN's regressor: ResNet-50 features + a 3-step iterative regressor of SMPL pose (6D), shape and camera.
+
+`load_spin(path)` reads SPIN's `model_checkpoint.pt` (or a bare / `module.`-prefixed state_dict) safely and
+strictly. The module's `state_dict()` has exactly the checkpoint's keys, so the same files load unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .. import constants as C
+from ..geometry import rot6d_to_rotmat
+from .checkpoint import check_state_dict, read_torch_file, unwrap_state_dict
+from .resnet import ResNet50Backbone
+
+NPOSE = C.NUM_SMPL_JOINTS * 6
+FEATURES = 2048
+N_ITER = 3
+
+
+@dataclass
+class HMROutput:
+    rotmat: torch.Tensor  # (B, 24, 3, 3)
+    betas: torch.Tensor  # (B, 10)
+    camera: torch.Tensor  # (B, 3) = [s, tx, ty]
+    pose6d: torch.Tensor  # (B, 144), the regressor state before the 6D -> matrix conversion
+    features: torch.Tensor  # (B, 2048)
+
+
+class HMR(ResNet50Backbone):
+    """SPIN's HMR. Linear layers of the regressor have no nonlinearity between them (as published)."""
+
+    def __init__(self):
+        super().__init__()
+        # Filled from the checkpoint, where they equal smpl_mean_params.npz; they come first in state_dict order.
+        self.register_buffer("init_pose", torch.zeros(1, NPOSE))
+        self.register_buffer("init_shape", torch.zeros(1, C.NUM_BETAS))
+        self.register_buffer("init_cam", torch.zeros(1, 3))
+        self.fc1 = nn.Linear(FEATURES + NPOSE + C.NUM_BETAS + 3, 1024)
+        self.drop1 = nn.Dropout()
+        self.fc2 = nn.Linear(1024, 1024)
+        self.drop2 = nn.Dropout()
+        self.decpose = nn.Linear(1024, NPOSE)
+        self.decshape = nn.Linear(1024, C.NUM_BETAS)
+        self.deccam = nn.Linear(1024, 3)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.avgpool(x).flatten(1)
+
+    def regress(self, xf: torch.Tensor, n_iter: int = N_ITER):
+        batch = xf.shape[0]
+        pose = self.init_pose.expand(batch, -1)
+        shape = self.init_shape.expand(batch, -1)
+        cam = self.init_cam.expand(batch, -1)
+        for _ in range(n_iter):
+            xc = self.drop2(self.fc2(self.drop1(self.fc1(torch.cat([xf, pose, shape, cam], 1)))))
+            pose = self.decpose(xc) + pose
+            shape = self.decshape(xc) + shape
+            cam = self.deccam(xc) + cam
+        return pose, shape, cam
+
+    def run(self, x: torch.Tensor) -> HMROutput:
+        xf = self.features(x)
+        pose, shape, cam = self.regress(xf)
+        rotmat = rot6d_to_rotmat(pose).view(x.shape[0], C.NUM_SMPL_JOINTS, 3, 3)
+        return HMROutput(rotmat=rotmat, betas=shape, camera=cam, pose6d=pose, features=xf)
+
+    def forward(self, x: torch.Tensor):
+        """Normalised RGB batch (B, 3, 224, 224) -> (rotmat (B, 24, 3, 3), betas (B, 10), camera (B, 3))."""
+        out = self.run(x)
+        return out.rotmat, out.betas, out.camera
+
+
+def expected_shapes() -> dict[str, tuple]:
+    """Key -> shape of SPIN's checkpoint['model'] (derived from the module, which mirrors it)."""
+    return {k: tuple(v.shape) for k, v in HMR().state_dict().items()}
+
+
+def load_spin(path, device="cpu") -> HMR:
+    """Load SPIN's regressor from `model_checkpoint.pt` (or a state_dict file), in eval mode, on `device`."""
+    what = "SPIN checkpoint"
+    hint = "Get it with `meshconf fetch` (SPIN's model_checkpoint.pt) or pass its path."
+    state = unwrap_state_dict(read_torch_file(path, what, hint), path, what)
+    model = HMR()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    # BatchNorm step counters are unused in eval mode and absent from some older checkpoints.
+    check_state_dict(state, expected, path, "SPIN regressor (HMR)",
+                     optional=lambda k: k.endswith("num_batches_tracked"))
+    model.load_state_dict(state, strict=False)
+    model.checkpoint_path = os.fspath(path)
+    return model.to(device).eval()

@@ -1,0 +1,59 @@
+"""ResNet-50 in SPIN's own definition (torchvision-compatible key names, no torchvision).
+
+Keys: conv1, bn1, layer{1-4}.{i}.conv{1,2,3}/bn{1,2,3}, layer{L}.0.downsample.{0,1}. The stride sits on the 3x3
+conv of each bottleneck; the first block of every layer has a projection shortcut.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, in_channels: int, width: int, stride: int = 1):
+        super().__init__()
+        out_channels = width * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                            nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + residual)
+
+
+class ResNet50Backbone(nn.Module):
+    """Stem + 4 stages + 7x7 average pool -> (B, 2048) features. Holds no parameters of its own."""
+
+    LAYERS = (3, 4, 6, 3)
+    WIDTHS = (64, 128, 256, 512)
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        in_channels = 64
+        for index, (blocks, width) in enumerate(zip(self.LAYERS, self.WIDTHS), start=1):
+            stride = 1 if index == 1 else 2
+            layer = []
+            for b in range(blocks):
+                layer.append(Bottleneck(in_channels, width, stride if b == 0 else 1))
+                in_channels = width * Bottleneck.expansion
+            setattr(self, f"layer{index}", nn.Sequential(*layer))
+        self.avgpool = nn.AvgPool2d(7, stride=1)

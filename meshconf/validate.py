@@ -1,0 +1,57 @@
+"""Structural checks of downloaded or user-supplied model files (used by `fetch` and `doctor`)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from . import constants as C
+from .errors import MeshconfError
+
+
+def _npy(path, shape) -> None:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MeshconfError(f"{path} is not a readable .npy ({exc})") from None
+    if arr.shape != shape:
+        raise MeshconfError(f"{path} has shape {arr.shape}, expected {shape}")
+
+
+def check_asset(name: str, path) -> None:
+    """Raise `MeshconfError` if the file at `path` is not a usable `name` asset."""
+    path = os.fspath(path)
+    if name == "spin_checkpoint":
+        from .models.hmr import load_spin
+        load_spin(path)
+    elif name == "openpose_body":
+        from .models.checkpoint import read_torch_file, unwrap_state_dict
+        state = unwrap_state_dict(read_torch_file(path, "OpenPose body weights"), path, "OpenPose body weights")
+        if len(state) != 184:
+            raise MeshconfError(f"{path} holds {len(state)} tensors, expected the 184 of body_pose_model.pth")
+    elif name == "smpl_mean_params":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                shapes = {k: npz[k].shape for k in npz.files}
+        except (ValueError, OSError, EOFError) as exc:
+            raise MeshconfError(f"{path} is not a readable .npz ({exc})") from None
+        if shapes.get("pose") != (144,) or shapes.get("shape") != (10,) or shapes.get("cam") != (3,):
+            raise MeshconfError(f"{path} lacks pose (144,), shape (10,), cam (3,): {shapes}")
+    elif name == "J_regressor_extra":
+        _npy(path, (C.NUM_EXTRA_JOINTS, C.NUM_SMPL_VERTICES))
+    elif name == "J_regressor_h36m":
+        _npy(path, (17, C.NUM_SMPL_VERTICES))
+    elif name.startswith("smpl_"):
+        from .models.smpl_file import read_smpl_file
+        read_smpl_file(path)
+    elif name == "part_segmentation":
+        try:
+            with open(path) as fh:
+                parts = json.load(fh)
+        except (ValueError, OSError) as exc:
+            raise MeshconfError(f"{path} is not readable JSON ({exc})") from None
+        unknown = set(C.PART_TO_J14) - set(parts)
+        if unknown:
+            raise MeshconfError(f"{path} lacks SMPL parts {sorted(unknown)}")
