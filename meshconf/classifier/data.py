@@ -1,0 +1,217 @@
+"""ED tables: reading the (N, 14) arrays, labels, the original filters, and seeded, saved splits.
+
+Array layout (one set = three files with a common prefix, e.g. `3dpw_occ_train`):
+`<prefix>_sp_op.npy` ED, `<prefix>_sp_gt.npy` SE (labels only), `<prefix>_conf.npy` OpenPose score per joint,
+all (N, 14) in J14 order and normalised units (1.0 = 112 px).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import constants as C
+from ..errors import MeshconfError
+
+SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy"}
+
+
+@dataclass
+class EDSet:
+    """One named set of samples. `rows` are the indices into the source arrays (for tracing back to images)."""
+
+    name: str
+    ed: np.ndarray  # (N, 14)
+    conf: np.ndarray  # (N, 14)
+    se: np.ndarray | None = None  # (N, 14), None when there is no ground truth
+    rows: np.ndarray = field(default=None)
+    source: np.ndarray = field(default=None)  # (N,) source set name per row
+
+    def __post_init__(self):
+        n = len(self.ed)
+        for key in ("ed", "conf") + (("se",) if self.se is not None else ()):
+            arr = getattr(self, key)
+            if arr.ndim != 2 or arr.shape != (n, C.NUM_J14):
+                raise MeshconfError(f"set {self.name}: {key} has shape {arr.shape}, expected ({n}, 14)")
+        if self.rows is None:
+            self.rows = np.arange(n)
+        if self.source is None:
+            self.source = np.full(n, self.name)
+
+    def __len__(self):
+        return len(self.ed)
+
+    def subset(self, index, name=None) -> "EDSet":
+        return EDSet(name or self.name, self.ed[index], self.conf[index],
+                     None if self.se is None else self.se[index], self.rows[index], self.source[index])
+
+    @property
+    def label_m(self) -> np.ndarray:
+        return mesh_label(self.se)
+
+    @property
+    def label_wj(self) -> np.ndarray:
+        return worst_joint_label(self.se)
+
+
+def mesh_label(se: np.ndarray) -> np.ndarray:
+    """1 = accurate: every joint's SE at most 0.1 (11.2 px)."""
+    return (se.max(axis=1) <= C.ACCURATE_SE_THRESHOLD).astype(np.int64)
+
+
+def worst_joint_label(se: np.ndarray) -> np.ndarray:
+    return se.argmax(axis=1).astype(np.int64)
+
+
+def original_filter(ed_set: EDSet) -> np.ndarray:
+    """Training filters of the original (SPEC §2.8): hips and neck detected (conf >= 0.1) and no SE above 1."""
+    conf, se = ed_set.conf, ed_set.se
+    keep = ((conf[:, C.J14_R_HIP] >= C.TRAIN_MIN_CONF) & (conf[:, C.J14_L_HIP] >= C.TRAIN_MIN_CONF)
+            & (conf[:, C.J14_NECK] >= C.TRAIN_MIN_CONF))
+    return keep & ~(se > C.TRAIN_MAX_SE).any(axis=1)
+
+
+def load_set(folder, prefix: str, need_se: bool = True) -> EDSet:
+    arrays = {}
+    for key, suffix in SUFFIXES.items():
+        path = os.path.join(folder, prefix + suffix)
+        if not os.path.isfile(path):
+            if key == "se" and not need_se:
+                arrays[key] = None
+                continue
+            raise MeshconfError(f"missing {path}: a set needs {prefix}_sp_op.npy, {prefix}_conf.npy"
+                                f"{' and ' + prefix + '_sp_gt.npy' if need_se else ''}")
+        try:
+            arrays[key] = np.load(path, allow_pickle=False).astype(np.float64)
+        except (ValueError, OSError, EOFError) as exc:
+            raise MeshconfError(f"cannot read {path} ({exc})") from None
+    return EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"])
+
+
+def find_sets(folder, pattern: str = "*") -> list[str]:
+    """Set prefixes in a folder (every `<prefix>_sp_op.npy` with its `_conf.npy`)."""
+    if not os.path.isdir(folder):
+        raise MeshconfError(f"data folder not found: {folder}")
+    prefixes = sorted(os.path.basename(p)[: -len(SUFFIXES["ed"])]
+                      for p in glob.glob(os.path.join(folder, pattern + SUFFIXES["ed"])))
+    return [p for p in prefixes if os.path.isfile(os.path.join(folder, p + SUFFIXES["conf"]))]
+
+
+def concat(sets: list[EDSet], name: str) -> EDSet:
+    return EDSet(name, np.concatenate([s.ed for s in sets]), np.concatenate([s.conf for s in sets]),
+                 np.concatenate([s.se for s in sets]), np.concatenate([s.rows for s in sets]),
+                 np.concatenate([s.source for s in sets]))
+
+
+@dataclass
+class Prepared:
+    """A seeded split of every source into train/val; filters are masks, so all recipes share the same split."""
+
+    train: EDSet
+    val: EDSet
+    seed: int
+    counts: dict
+
+    def original(self, part: str) -> EDSet:
+        """The rows the original recipe trains on (its filters applied)."""
+        s = getattr(self, part)
+        return s.subset(np.flatnonzero(original_filter(s)), part)
+
+    def sane(self, part: str) -> EDSet:
+        """Every row with usable ground truth (SE <= 1): what meshconf's estimator trains on."""
+        s = getattr(self, part)
+        return s.subset(np.flatnonzero(~(s.se > C.TRAIN_MAX_SE).any(axis=1)), part)
+
+    @property
+    def ed_mean(self) -> np.ndarray:
+        return self.original("train").ed.mean(axis=0)
+
+    @property
+    def ed_var(self) -> np.ndarray:
+        # The original prints torch.var (unbiased) over its training CSV and uses it as "STD".
+        return self.original("train").ed.var(axis=0, ddof=1)
+
+
+def split_rows(n: int, rng, val_fraction: float, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of range(n). block=1: frame level, as the original; block>1: contiguous runs of `block` rows
+    go together, so consecutive video frames (rows keep the dataset's order) do not land on both sides."""
+    starts = rng.permutation(np.arange(0, n, block))
+    n_val = int(round(val_fraction * n))
+    val, size = [], 0
+    for s in starts:
+        if size >= n_val:
+            break
+        run = np.arange(s, min(s + block, n))
+        val.append(run)
+        size += len(run)
+    val = np.sort(np.concatenate(val)) if val else np.zeros(0, np.int64)
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: int = 1) -> Prepared:
+    """Split each source 80/20 with a seeded generator (the original: unseeded), concatenate, shuffle."""
+    rng = np.random.default_rng(seed)
+    train_parts, val_parts, counts = [], [], {}
+    for s in sets:
+        train_idx, val_idx = split_rows(len(s), rng, val_fraction, block)
+        n_val = len(val_idx)
+        val_parts.append(s.subset(val_idx))
+        train_parts.append(s.subset(train_idx))
+        kept = original_filter(s)
+        counts[s.name] = {"rows": len(s), "original_filter_kept": int(kept.sum()),
+                          "train": len(s) - n_val, "val": n_val}
+    train = concat(train_parts, "train")
+    val = concat(val_parts, "val")
+    train = train.subset(rng.permutation(len(train)), "train")
+    val = val.subset(rng.permutation(len(val)), "val")
+    return Prepared(train, val, seed, counts)
+
+
+def save_prepared(p: Prepared, out_dir) -> None:
+    """Tables (npz, plus the original's CSV columns) and the split (source + row per sample), atomically."""
+    os.makedirs(out_dir, exist_ok=True)
+    for part in (p.train, p.val):
+        _atomic_savez(os.path.join(out_dir, f"{part.name}.npz"), ed=part.ed, conf=part.conf, se=part.se,
+                      rows=part.rows, source=part.source.astype(str))
+        # The original's CSV (its filters applied, raw ED and its three label columns), for comparison.
+        orig = p.original(part.name)
+        header = ",".join([f"sp_op_{j}" for j in range(14)] + ["label_m", "label_wj", "label_c"])
+        label_c = np.where(orig.label_m == 1, 14, orig.label_wj)
+        table = np.column_stack([orig.ed, orig.label_m, orig.label_wj, label_c])
+        fmt = ["%.10g"] * 14 + ["%d"] * 3
+        _atomic_write(os.path.join(out_dir, f"all_{part.name}.csv"),
+                      lambda fh, t=table: np.savetxt(fh, t, delimiter=",", header=header, comments="", fmt=fmt))
+    meta = {"seed": p.seed, "counts": p.counts, "ed_mean": p.ed_mean.tolist(), "ed_var": p.ed_var.tolist(),
+            "original_filters": "conf[R hip], conf[L hip], conf[neck] >= 0.1 and every SE <= 1",
+            "split": "per source, 80/20, numpy default_rng(seed); `rows` index the source arrays, `source` names them"}
+    _atomic_write(os.path.join(out_dir, "prepared.json"), lambda fh: fh.write(json.dumps(meta, indent=1)),
+                  text=True)
+
+
+def load_prepared(folder) -> Prepared:
+    meta_path = os.path.join(folder, "prepared.json")
+    if not os.path.isfile(meta_path):
+        raise MeshconfError(f"{folder} holds no prepared tables (prepared.json); run `meshconf prepare` first")
+    with open(meta_path) as fh:
+        meta = json.load(fh)
+    parts = {}
+    for name in ("train", "val"):
+        with np.load(os.path.join(folder, f"{name}.npz"), allow_pickle=False) as z:
+            parts[name] = EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"])
+    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"])
+
+
+def _atomic_write(path, writer, text=False) -> None:
+    tmp = path + ".part"
+    with open(tmp, "w" if text else "wb") as fh:
+        writer(fh)
+    os.replace(tmp, path)
+
+
+def _atomic_savez(path, **arrays) -> None:
+    _atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))

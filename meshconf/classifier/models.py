@@ -1,0 +1,218 @@
+"""The error estimators: the paper's two MLPs (original recipe) and meshconf's multi-task network.
+
+Both are wrapped in `Estimator`, whose `predict(ed, conf)` takes (N, 14) arrays in normalised units and returns a
+`Prediction`. Weights are stored as safetensors with their normalisation statistics and metadata: loading them
+never executes code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import constants as C
+from ..errors import MeshconfError
+
+ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
+
+
+class MLP4(nn.Module):
+    """meshConfidence's `Model(i, h1, h2, h3, o)`: three ReLU layers and a linear output (keys fc1..fc4)."""
+
+    def __init__(self, sizes):
+        super().__init__()
+        i, h1, h2, h3, o = sizes
+        self.fc1, self.fc2, self.fc3, self.fc4 = nn.Linear(i, h1), nn.Linear(h1, h2), nn.Linear(h2, h3), nn.Linear(h3, o)
+
+    def forward(self, x):
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc4(torch.relu(self.fc3(x)))
+
+
+MC_SIZES = (14, 10, 8, 6, 1)  # mesh classifier; sigmoid on the output
+WJ_SIZES = (14, 28, 56, 28, 14)  # worst-joint classifier; softmax over the output
+
+
+class OriginalModels(nn.Module):
+    """The paper's MC and WJC on ED standardised as (ED - mean) / sqrt(var)."""
+
+    def __init__(self, mean=C.SP_OP_NORM_MEAN, var=C.SP_OP_NORM_VAR):
+        super().__init__()
+        self.mc = MLP4(MC_SIZES)
+        self.wj = MLP4(WJ_SIZES)
+        self.register_buffer("ed_mean", torch.tensor(mean, dtype=torch.float32))
+        self.register_buffer("ed_var", torch.tensor(var, dtype=torch.float32))
+
+    def standardize(self, ed: torch.Tensor) -> torch.Tensor:
+        return (ed - self.ed_mean) / torch.sqrt(self.ed_var)
+
+    def forward(self, ed, conf=None):
+        z = self.standardize(ed)
+        return self.mc(z).squeeze(-1), self.wj(z), None
+
+
+def meshconfnet_features(ed: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+    """Per sample: clipped ED, log ED, OpenPose confidence, missing-joint flags and a nobody-detected flag."""
+    ed = ed.clamp(0, ED_CLIP)
+    missing = (conf <= 0).to(ed.dtype)
+    nobody = missing.all(dim=1, keepdim=True).to(ed.dtype)
+    return torch.cat([ed, torch.log(ed + 0.01), conf, missing, nobody], dim=1)
+
+
+N_FEATURES = 4 * C.NUM_J14 + 1
+
+
+class MeshConfNet(nn.Module):
+    """Multi-task estimator: mesh accuracy logit, worst-joint logits and per-joint error (normalised units).
+
+    The per-joint error head gives a confidence per body part in pixels, not only a class; the two logits are
+    temperature-calibrated on held-out training data.
+    """
+
+    def __init__(self, hidden: int = 256):
+        super().__init__()
+        self.register_buffer("feat_mean", torch.zeros(N_FEATURES))
+        self.register_buffer("feat_std", torch.ones(N_FEATURES))
+        self.register_buffer("t_mc", torch.ones(()))
+        self.register_buffer("t_wj", torch.ones(()))
+        self.body = nn.Sequential(nn.Linear(N_FEATURES, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, hidden // 2), nn.ReLU())
+        self.mc = nn.Linear(hidden // 2, 1)
+        self.wj = nn.Linear(hidden // 2, C.NUM_J14)
+        self.err = nn.Linear(hidden // 2, C.NUM_J14)
+
+    def raw(self, ed, conf):
+        h = self.body((meshconfnet_features(ed, conf) - self.feat_mean) / self.feat_std)
+        return self.mc(h).squeeze(-1), self.wj(h), nn.functional.softplus(self.err(h))
+
+    def forward(self, ed, conf):
+        mc, wj, err = self.raw(ed, conf)
+        return mc / self.t_mc, wj / self.t_wj, err
+
+
+class Ensemble(nn.Module):
+    """Mean of several independently seeded MeshConfNets (logits and errors): steadier under dataset shift."""
+
+    def __init__(self, members: list[MeshConfNet]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, ed, conf):
+        outs = [m(ed, conf) for m in self.members]
+        return tuple(torch.stack([o[i] for o in outs]).mean(0) for i in range(3))
+
+
+@dataclass
+class Prediction:
+    p_accurate: np.ndarray  # (N,) probability that every joint is within 0.1 (11.2 px)
+    worst_joint_prob: np.ndarray  # (N, 14) distribution of the worst joint
+    joint_error: np.ndarray | None = None  # (N, 14) estimated SE, normalised units (x112 for pixels)
+
+    @property
+    def accurate(self) -> np.ndarray:
+        return self.p_accurate > 0.5
+
+
+class Estimator:
+    """A trained estimator with its metadata (training data, seed, metrics)."""
+
+    def __init__(self, net: nn.Module, kind: str, metadata: dict | None = None):
+        self.net = net.eval()
+        self.kind = kind
+        self.metadata = metadata or {}
+
+    @property
+    def predicts_joint_error(self) -> bool:
+        return self.kind == "meshconfnet"
+
+    def predict(self, ed, conf=None, batch_size: int = 65536) -> Prediction:
+        ed = np.asarray(ed, dtype=np.float32)
+        if ed.ndim == 1:
+            ed = ed[None]
+        if ed.ndim != 2 or ed.shape[1] != C.NUM_J14:
+            raise MeshconfError(f"ed must have shape (N, 14), got {ed.shape}")
+        if conf is None:
+            if self.kind != "original":
+                raise MeshconfError("this estimator needs the OpenPose confidences (conf, (N, 14))")
+            conf = np.ones_like(ed)
+        conf = np.asarray(conf, dtype=np.float32).reshape(ed.shape)
+        ed = np.nan_to_num(ed, nan=ED_CLIP, posinf=ED_CLIP)
+        outs = []
+        with torch.no_grad():
+            for s in range(0, len(ed), batch_size):
+                mc, wj, err = self.net(torch.from_numpy(ed[s:s + batch_size]), torch.from_numpy(conf[s:s + batch_size]))
+                outs.append((torch.sigmoid(mc).numpy(), torch.softmax(wj, dim=1).numpy(),
+                             None if err is None else err.numpy()))
+        p = np.concatenate([o[0] for o in outs])
+        w = np.concatenate([o[1] for o in outs])
+        e = None if outs[0][2] is None else np.concatenate([o[2] for o in outs])
+        return Prediction(p.astype(np.float64), w.astype(np.float64), None if e is None else e.astype(np.float64))
+
+    def save(self, path) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        meta = {"kind": self.kind, "metadata": json.dumps(self.metadata)}
+        tmp = os.fspath(path) + ".part"
+        save_file(tensors, tmp, metadata=meta)
+        os.replace(tmp, path)
+
+
+def load_file(path) -> Estimator:
+    """An estimator from a safetensors file written by `Estimator.save`."""
+    from safetensors import safe_open
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MeshconfError(f"estimator weights not found: {path}")
+    try:
+        with safe_open(path, framework="pt") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # safetensors raises its own error types for any malformed file
+        raise MeshconfError(f"cannot read estimator weights {path} ({exc}); expected a meshconf .safetensors file")\
+            from None
+    kind = header.get("kind")
+    if kind == "original":
+        net = OriginalModels()
+    elif kind == "meshconfnet":
+        n_members = len({k.split(".")[1] for k in tensors if k.startswith("members.")})
+        hidden = tensors["members.0.body.0.weight"].shape[0] if n_members else 0
+        if not n_members:
+            raise MeshconfError(f"{path} holds no network members")
+        net = Ensemble([MeshConfNet(hidden) for _ in range(n_members)])
+    else:
+        raise MeshconfError(f"{path} is not a meshconf estimator (kind {kind!r})")
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise MeshconfError(f"{path} does not fit a {kind} estimator: {str(exc).splitlines()[0]}") from None
+    return Estimator(net, kind, json.loads(header.get("metadata", "{}")))
+
+
+SHIPPED = {"default": "meshconfnet.safetensors", "original": "original.safetensors"}
+
+
+def shipped_path(name: str) -> str:
+    if name not in SHIPPED:
+        raise MeshconfError(f"unknown estimator '{name}'; shipped: {', '.join(SHIPPED)} (or pass a file path)")
+    return os.path.join(os.path.dirname(__file__), "weights", SHIPPED[name])
+
+
+def load(name: str = "default") -> Estimator:
+    """A shipped estimator ("default" = meshconf's network, "original" = the paper's recipe) or a weights file."""
+    if name in SHIPPED:
+        path = shipped_path(name)
+        if not os.path.isfile(path):
+            raise MeshconfError(f"the shipped '{name}' estimator is missing from the installation ({path}); "
+                                f"reinstall meshconf or run `meshconf train`")
+        return load_file(path)
+    if os.path.isfile(name):
+        return load_file(name)
+    raise MeshconfError(f"unknown estimator '{name}'; shipped: {', '.join(SHIPPED)} (or pass a file path)")

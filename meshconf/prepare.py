@@ -1,0 +1,44 @@
+"""`meshconf prepare`: classifier tables from ED arrays, with the original's filters and labels, seeded splits."""
+
+from __future__ import annotations
+
+import sys
+
+from .classifier import data as D
+from .errors import MeshconfError
+
+DEFAULT_TRAIN_SETS = ("3dpw_train", "3dpw_occ_train")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="folder of <set>_{sp_op,sp_gt,conf}.npy arrays")
+    parser.add_argument("--sets", nargs="+", default=list(DEFAULT_TRAIN_SETS),
+                        help="training sets (prefixes). The original also used Human3.6M arrays, which are not "
+                             "public (default: %(default)s)")
+    parser.add_argument("--out", required=True, help="output folder for the prepared tables")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--block", type=int, default=1,
+                        help="split contiguous runs of this many rows together (1 = frame level, as the original)")
+
+
+def run(args) -> int:
+    if not 0 < args.val_fraction < 1:
+        raise MeshconfError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    sets = [D.load_set(args.data, name) for name in args.sets]
+    prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=max(1, args.block))
+    D.save_prepared(prep, args.out)
+    for name, c in prep.counts.items():
+        print(f"  {name}: {c['rows']} rows, original filters keep {c['original_filter_kept']}; "
+              f"split {c['train']} train / {c['val']} val")
+    print(f"wrote {args.out}: train.npz, val.npz, all_train.csv, all_val.csv, prepared.json (seed {args.seed})")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .cli import job_main
+    return job_main("prepare", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

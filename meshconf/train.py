@@ -1,0 +1,60 @@
+"""`meshconf train`: train the original recipe and/or meshconf's estimator on prepared tables.
+
+Writes `<name>.safetensors` (weights + normalisation + metadata), `curves_<name>.png` and `metrics_<name>.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+
+from .classifier import data as D
+from .classifier import metrics as M
+from .classifier import plots
+from .classifier.models import SHIPPED
+from .classifier.training import train_meshconfnet, train_original
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--prepared", required=True, help="folder written by `meshconf prepare`")
+    parser.add_argument("--model", choices=["default", "original", "both"], default="both")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prep = D.load_prepared(args.prepared)
+    os.makedirs(args.out, exist_ok=True)
+    todo = ["original", "default"] if args.model == "both" else [args.model]
+    for name in todo:
+        trainer = train_original if name == "original" else train_meshconfnet
+        estimator, histories = trainer(prep, seed=args.seed, progress=not args.no_progress)
+        val = prep.original("val") if name == "original" else prep.sane("val")
+        val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
+        estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts,
+                                  prepared_seed=prep.seed, validation_metrics={
+                                      k: v for k, v in val_metrics.items() if not isinstance(v, (list, dict))})
+        weights = os.path.join(args.out, SHIPPED[name])
+        estimator.save(weights)
+        plots.training_curves(histories, os.path.join(args.out, f"curves_{name}.png"))
+        with open(os.path.join(args.out, f"metrics_{name}.json"), "w") as fh:
+            json.dump({"metadata": estimator.metadata, "history": [h.__dict__ for h in histories]}, fh, indent=1)
+        print(f"{name}: validation MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
+              f"WJC top-1 {val_metrics['wj_top1']:.3f}, top-3 {val_metrics['wj_top3']:.3f} -> {weights}")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .cli import job_main
+    return job_main("train", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from meshconf import constants as C
+from meshconf.classifier import data as D
+from meshconf.classifier import load, load_file
+from meshconf.classifier import metrics as M
+from meshconf.classifier.models import Estimator, OriginalModels
+from meshconf.classifier.training import train_meshconfnet, train_original
+from meshconf.cli import main as cli_main
+from meshconf.errors import MeshconfError
+from meshconf.recipe import recipe_state_dict
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _synthetic_set(n=600, seed=0, name="syn"):
+    rng = np.random.default_rng(seed)
+    se = np.abs(rng.normal(0.06, 0.05, (n, 14)))
+    se[rng.random(n) < 0.4, rng.integers(0, 14)] += 0.3
+    ed = np.abs(se + rng.normal(0, 0.03, (n, 14)))
+    conf = rng.uniform(0.2, 1.0, (n, 14))
+    conf[rng.random((n, 14)) < 0.05] = 0
+    return D.EDSet(name, ed, conf, se)
+
+
+def test_labels_and_original_filter():
+    se = np.array([[0.05] * 14, [0.05] * 13 + [0.2], [2.0] + [0.0] * 13])
+    conf = np.ones((3, 14))
+    conf[1, C.J14_NECK] = 0.05
+    s = D.EDSet("t", np.zeros((3, 14)), conf, se)
+    np.testing.assert_array_equal(s.label_m, [1, 0, 0])
+    np.testing.assert_array_equal(s.label_wj, [0, 13, 0])
+    np.testing.assert_array_equal(D.original_filter(s), [True, False, False])
+
+
+def test_prepare_is_seeded_and_disjoint(tmp_path):
+    sets = [_synthetic_set(500, 0, "a"), _synthetic_set(300, 1, "b")]
+    p1, p2, p3 = D.prepare(sets, seed=3), D.prepare(sets, seed=3), D.prepare(sets, seed=4)
+    np.testing.assert_array_equal(p1.train.rows, p2.train.rows)
+    assert not np.array_equal(p1.train.rows, p3.train.rows)
+    for name, n in (("a", 500), ("b", 300)):
+        tr = p1.train.rows[p1.train.source == name]
+        va = p1.val.rows[p1.val.source == name]
+        assert len(np.intersect1d(tr, va)) == 0 and len(tr) + len(va) == n
+        assert len(va) == round(0.2 * n)
+    blocks = D.prepare(sets, seed=3, block=50)
+    va = np.sort(blocks.val.rows[blocks.val.source == "a"])
+    assert all(r // 50 in set(va // 50) for r in va) and len(set(va // 50)) <= 3
+    D.save_prepared(p1, tmp_path)
+    back = D.load_prepared(tmp_path)
+    np.testing.assert_array_equal(back.val.ed, p1.val.ed)
+    np.testing.assert_allclose(back.ed_var, p1.ed_var)
+    csv = (tmp_path / "all_train.csv").read_text().splitlines()
+    assert csv[0].startswith("sp_op_0,") and csv[0].endswith("label_m,label_wj,label_c")
+    assert len(csv) - 1 == len(p1.original("train"))
+
+
+def test_original_models_match_demo_golden(golden, shared):
+    """The paper's MLPs, with the seed-0 recipe weights, reproduce the demo's classifier outputs."""
+    g = golden("ed_demo_golden.npz")
+    manifest = json.loads((shared / "golden" / "manifest_meshconfidence_classifiers.json").read_text())["keys"]
+    net = OriginalModels()
+    for prefix, module in (("classifier_mesh.", net.mc), ("classifier_wj.", net.wj)):
+        shapes = {k[len(prefix):]: v["shape"] for k, v in manifest.items() if k.startswith(prefix)}
+        assert {k: list(v.shape) for k, v in module.state_dict().items()} == shapes
+        module.load_state_dict(recipe_state_dict(shapes, 0, seed_prefix=prefix))
+    est = Estimator(net, "original")
+    z = net.standardize(torch.from_numpy(g["ed_raw"])[None])
+    np.testing.assert_allclose(z[0].numpy(), g["ed_standardized"], atol=1e-4)
+    pred = est.predict(g["ed_raw"])
+    np.testing.assert_allclose(pred.p_accurate[0], g["classifier_mesh_output"], atol=1e-5)
+    np.testing.assert_allclose(pred.worst_joint_prob[0], g["classifier_wj_softmax"], atol=1e-5)
+    assert pred.joint_error is None
+
+
+def test_training_is_reproducible_and_learns():
+    prep = D.prepare([_synthetic_set(800, 0, "a")], seed=0)
+    e1, h1 = train_meshconfnet(prep, seed=1, members=2, epochs=40, batch=32, progress=False)
+    e2, _ = train_meshconfnet(prep, seed=1, members=2, epochs=40, batch=32, progress=False)
+    test = _synthetic_set(400, 9, "t")
+    p1, p2 = e1.predict(test.ed, test.conf), e2.predict(test.ed, test.conf)
+    np.testing.assert_allclose(p1.p_accurate, p2.p_accurate, atol=1e-6)
+    assert len(h1) == 2 and len(h1[0].curves["val_loss"]) == 40
+    m = M.evaluate(p1, test)
+    assert m["mc_auroc"] > 0.6 and m["joint_pearson_r_mean"] > 0.4, m  # chance: 0.5 and 0
+    o, hist = train_original(prep, seed=0, epochs_mc=2, epochs_wj=2, progress=False)
+    assert [len(h.curves["train_acc"]) for h in hist] == [2, 2]
+    assert o.predict(test.ed).worst_joint_prob.shape == (400, 14)
+
+
+def test_save_load_roundtrip_is_safe(tmp_path):
+    prep = D.prepare([_synthetic_set(300, 0, "a")], seed=0)
+    est, _ = train_meshconfnet(prep, seed=0, members=2, epochs=1, progress=False)
+    path = tmp_path / "m.safetensors"
+    est.save(path)
+    back = load_file(path)
+    s = _synthetic_set(50, 5)
+    np.testing.assert_allclose(back.predict(s.ed, s.conf).joint_error, est.predict(s.ed, s.conf).joint_error)
+    assert back.metadata["members"] == 2
+    (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 20)
+    for bad in (tmp_path / "bad.safetensors", tmp_path / "none.safetensors"):
+        with pytest.raises(MeshconfError):
+            load_file(bad)
+    with pytest.raises(MeshconfError):
+        load("nonsense")
+
+
+def test_metrics_by_hand():
+    from meshconf.classifier.models import Prediction
+
+    se = np.full((4, 14), 0.05)
+    se[2, 3] = 0.5
+    se[3, 7] = 0.5
+    s = D.EDSet("h", np.zeros((4, 14)), np.ones((4, 14)), se)
+    wj = np.full((4, 14), 0.01)
+    wj[2, 3] = 0.9
+    wj[3, 1] = 0.9
+    wj[3, 7] = 0.5
+    pred = Prediction(np.array([0.9, 0.4, 0.2, 0.6]), wj, se.copy())
+    m = M.evaluate(pred, s)
+    assert m["mc_accuracy"] == 0.5  # rows 0 and 2 right, 1 and 3 wrong
+    assert m["mc_auroc"] == 0.75
+    assert m["wj_top1_inaccurate"] == 0.5 and m["wj_top3_inaccurate"] == 1.0
+    ece, *_ = M.expected_calibration_error(np.array([0.9, 0.9]), np.array([1, 0]))
+    assert ece == pytest.approx(0.4)
+
+
+def test_shipped_estimators_load_and_have_metadata():
+    for name in ("default", "original"):
+        est = load(name)
+        assert est.metadata["seed"] == 0 and "3dpw_train" in est.metadata["training_data"]
+        pred = est.predict(np.full((3, 14), 0.05), np.ones((3, 14)))
+        assert pred.p_accurate.shape == (3,) and pred.worst_joint_prob.shape == (3, 14)
+        np.testing.assert_allclose(pred.worst_joint_prob.sum(1), 1, atol=1e-5)
+    assert load("default").predict(np.full((1, 14), 0.05), np.ones((1, 14))).joint_error.shape == (1, 14)
+    with pytest.raises(MeshconfError):
+        load("default").predict(np.zeros((2, 13)), np.ones((2, 13)))
+
+
+def _readme_table():
+    text = (REPO / "README.md").read_text()
+    block = text.split("<!-- classifier-results -->")[1]
+    rows = {}
+    for line in block.splitlines():
+        m = re.match(r"\|\s*(default|original)\s*\|\s*(\S+)\s*\|(.*)\|\s*$", line)
+        if m:
+            cells = [v.strip().rstrip("%") for v in m.group(3).split("|")]
+            rows[(m.group(1), m.group(2))] = [float(c) if re.fullmatch(r"[0-9.]+", c) else None for c in cells]
+    return rows
+
+
+def test_evaluate_reproduces_readme_numbers(shared, tmp_path, capsys):
+    data = shared / "data" / "meshconfidence" / "sp_op" / "3dpw"
+    assert cli_main(["evaluate", "--data", str(data), "--out", str(tmp_path), "--train-sets"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["estimators"]
+    table = _readme_table()
+    assert len(table) == 4
+    keys = ("mc_accuracy", "mc_auroc", "wj_top1", "wj_top3", "joint_pearson_r_mean")
+    for (model, set_name), values in table.items():
+        got = results[model][set_name]
+        for key, value in zip(keys, values):
+            if value is None:
+                assert key not in got
+                continue
+            scale = 100 if key in ("mc_accuracy", "wj_top1", "wj_top3") else 1
+            assert round(got[key] * scale, 1 if scale == 100 else 3) == pytest.approx(value), (model, set_name, key)
+    assert (tmp_path / "reliability.png").stat().st_size > 10_000
+    assert "estimator: default" in capsys.readouterr().out
