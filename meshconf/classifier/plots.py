@@ -48,9 +48,9 @@ def reliability(results: dict, path) -> None:
             conf, freq, count = map(np.asarray, (r["confidence"], r["frequency"], r["count"]))
             ok = count > 0
             centers = (np.arange(len(conf)) + 0.5) / len(conf)
-            ax.bar(centers[ok], freq[ok], width=1 / len(conf), alpha=0.6, edgecolor="k", label="observed")
+            ax.bar(centers[ok], freq[ok], width=1 / len(conf), alpha=0.6, edgecolor="k", label="fraction accurate per bin")
             ax.plot([0, 1], [0, 1], "k--", lw=1, label="ideal")
-            ax.plot(conf[ok], freq[ok], "o-", color="C3", ms=3, label="mean confidence")
+            ax.plot(conf[ok], freq[ok], "o-", color="C3", ms=3, label="at the bin's mean P")
             ax.set_title(f"{m}\n{s}: ECE {results[m][s]['mc_ece']:.3f}", fontsize=9)
             ax.set_xlabel("predicted P(accurate)")
             ax.set_ylabel("fraction accurate")
