@@ -142,7 +142,8 @@ def test_hostile_checkpoint_is_refused_and_nothing_runs(tmp_path):
         load_spin(path)
     assert "nothing in it was executed" in _one_line(e)
     assert not marker.exists()
-    # The payload is live: an unrestricted load does run it, so the check above can fail.
+    # Control: the payload is live, so the check above can fail. This plain load is deliberate and safe: the file
+    # was written by this test a line earlier, and its payload only touches a file inside tmp_path.
     with open(tmp_path / "plain.pkl", "wb") as fh:
         pickle.dump(_Hostile(marker), fh)
     with open(tmp_path / "plain.pkl", "rb") as fh:
