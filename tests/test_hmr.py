@@ -147,5 +147,5 @@ def test_hostile_checkpoint_is_refused_and_nothing_runs(tmp_path):
     with open(tmp_path / "plain.pkl", "wb") as fh:
         pickle.dump(_Hostile(marker), fh)
     with open(tmp_path / "plain.pkl", "rb") as fh:
-        pickle.load(fh)
+        pickle.load(fh)  # deliberate control, safe: this test wrote the file; its payload only touches tmp_path
     assert marker.exists()
