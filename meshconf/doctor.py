@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from . import assets as A
@@ -33,7 +34,7 @@ def diagnose(root, quick=False) -> list[tuple[A.Asset, str, str]]:
 
 def run(args) -> int:
     root = A.data_dir(args.data_dir)
-    source = "--data-dir" if args.data_dir else (f"${A.ENV_DATA}" if A.ENV_DATA in __import__("os").environ
+    source = "--data-dir" if args.data_dir else (f"${A.ENV_DATA}" if A.ENV_DATA in os.environ
                                                  else "default cache")
     print(f"data folder: {root} ({source})")
     rows = diagnose(root, args.quick)
