@@ -23,6 +23,9 @@ JOBS = {
 
 
 def _call(job: str, module, args) -> int:
+    from .runtime import keep_freed_memory
+
+    keep_freed_memory()
     try:
         return int(module.run(args) or 0)
     except MeshconfError as exc:

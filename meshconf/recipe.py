@@ -84,3 +84,15 @@ def hmr_recipe(seed: int = 0, mean_params=None) -> dict[str, torch.Tensor]:
 def write_spin_checkpoint(path, seed: int = 0, mean_params=None) -> None:
     """A file in SPIN's checkpoint format: {"model": state_dict, ...}."""
     torch.save({"model": hmr_recipe(seed, mean_params), "epoch": 0}, path)
+
+
+def openpose_recipe(seed: int = 0) -> dict[str, torch.Tensor]:
+    """`body_pose_model.pth` contents with recipe weights, seeded by the FILE keys as the goldens were."""
+    from .openpose.network import file_shapes
+
+    return recipe_state_dict(file_shapes(), seed, "plain")
+
+
+def write_openpose_weights(path, seed: int = 0) -> None:
+    """A file in `body_pose_model.pth`'s format: a flat {file_key: tensor} dict."""
+    torch.save(openpose_recipe(seed), path)

@@ -1,0 +1,12 @@
+"""OpenPose COCO-18 body model: the network, reference-exact keypoint decoding, batched detection, typed people.
+
+    model = load_body("body_pose_model.pth")
+    candidate, subset = detect(model, image_bgr)           # exactly pytorch-openpose's Body(image_bgr)
+    for person in people(candidate, subset): ...
+"""
+
+from .decode import Decoded, decode, decode_full  # noqa: F401
+from .detect import detect, detect_batch, forward  # noqa: F401
+from .network import BodyPoseModel, load_body  # noqa: F401
+from .people import Person, people  # noqa: F401
+from .preprocess import NetGeometry, geometry, preprocess  # noqa: F401

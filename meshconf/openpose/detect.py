@@ -1,0 +1,61 @@
+"""Detection: preprocessing, the network (batched) and decoding, for one image or many."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .decode import decode_full
+from .preprocess import preprocess
+
+
+def _device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
+    param = next(model.parameters())
+    return param.device, param.dtype
+
+
+def forward(model: torch.nn.Module, net_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(paf, heatmap) as float32 numpy for a (B,3,h,w) float32 input, on the model's device and dtype."""
+    device, dtype = _device_and_dtype(model)
+    with torch.inference_mode():
+        paf, heatmap = model(torch.from_numpy(net_input).to(device=device, dtype=dtype))
+    return paf.float().cpu().numpy(), heatmap.float().cpu().numpy()
+
+
+def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
+    """(candidate (N,4), subset (M,20)) for an HxWx3 uint8 or float BGR image, exactly as pytorch-openpose's
+    `Body(image)`: candidate rows x, y, score, id (shape (0,) if no peaks), subset rows 18 ids, total, count."""
+    net_input, geo = preprocess(image_bgr)
+    paf, heatmap = forward(model, net_input)
+    out = decode_full(paf, heatmap, geo.image_hw, device=_device_and_dtype(model)[0])
+    return out.candidate, out.subset
+
+
+def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
+                 progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`detect` for many images: images whose network inputs have the same size share forward passes of up to
+    `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each."""
+    prepared = [preprocess(image) for image in images]
+    groups: dict[tuple, list[int]] = {}
+    for index, (net_input, _) in enumerate(prepared):
+        groups.setdefault(net_input.shape, []).append(index)
+    device = _device_and_dtype(model)[0]
+    results: list = [None] * len(prepared)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(prepared), desc="OpenPose", unit="img")
+    for indices in groups.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start: start + batch_size]
+            paf, heatmap = forward(model, np.concatenate([prepared[i][0] for i in chunk]))
+            for k, i in enumerate(chunk):
+                out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=device)
+                results[i] = (out.candidate, out.subset)
+            if bar is not None:
+                bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    return results
