@@ -27,10 +27,8 @@ def check_asset(name: str, path) -> None:
         from .models.hmr import load_spin
         load_spin(path)
     elif name == "openpose_body":
-        from .models.checkpoint import read_torch_file, unwrap_state_dict
-        state = unwrap_state_dict(read_torch_file(path, "OpenPose body weights"), path, "OpenPose body weights")
-        if len(state) != 184:
-            raise MeshconfError(f"{path} holds {len(state)} tensors, expected the 184 of body_pose_model.pth")
+        from .openpose.network import load_body
+        load_body(path)
     elif name == "smpl_mean_params":
         try:
             with np.load(path, allow_pickle=False) as npz:

@@ -73,3 +73,20 @@ def smpl_layer(shared):
     from meshconf.models import load_smpl
 
     return load_smpl(shared / "golden" / "smpl_synthetic", shared / "data" / "spin" / "J_regressor_extra.npy")
+
+
+@pytest.fixture(scope="session")
+def openpose_weights(tmp_path_factory, shared):
+    """Seed-0 recipe weights written as a `body_pose_model.pth` (flat dict of file keys)."""
+    from meshconf.recipe import write_openpose_weights
+
+    path = tmp_path_factory.mktemp("weights") / "body_pose_model.pth"
+    write_openpose_weights(path, 0)
+    return path
+
+
+@pytest.fixture(scope="session")
+def body_model(openpose_weights):
+    from meshconf.openpose import load_body
+
+    return load_body(openpose_weights)
