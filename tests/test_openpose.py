@@ -14,6 +14,7 @@ from meshconf.openpose import (BodyPoseModel, decode, decode_full, detect, detec
                                preprocess)
 from meshconf.openpose.limbs import greedy_matching
 from meshconf.openpose.peaks import find_peaks, reference_peak_mask
+from meshconf.openpose.synthetic import synthetic_maps
 from meshconf.recipe import openpose_recipe
 
 
@@ -147,48 +148,12 @@ def test_decode_goldens(golden, name):
     np.testing.assert_allclose(full.subset_before_delete, g["subset_before_delete"], atol=1e-5)
 
 
-def _synthetic_maps(rng, image_hw, n_people, noise=0.0):
-    """Network-resolution maps with Gaussian parts and PAF bands for random people (like the decode goldens)."""
-    from meshconf.openpose.preprocess import geometry
-
-    geo = geometry(image_hw)
-    h, w = geo.output_hw
-    heat = np.zeros((19, h, w), np.float32)
-    paf = np.zeros((38, h, w), np.float32)
-    yy, xx = np.mgrid[0:h, 0:w]
-    scale = geo.scaled_hw[0] / image_hw[0] / 8  # image px -> output cells
-    for _ in range(n_people):
-        centre = rng.uniform([0.2 * image_hw[1], 0.2 * image_hw[0]], [0.8 * image_hw[1], 0.8 * image_hw[0]])
-        joints = centre + rng.normal(0, 0.15 * min(image_hw), (18, 2))
-        present = rng.random(18) > 0.15
-        for p in range(18):
-            if present[p]:
-                cx, cy = joints[p] * scale
-                heat[p] = np.maximum(heat[p], rng.uniform(0.5, 1) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 2))
-        for k, (a, b) in enumerate(C.OP_LIMBS):
-            if present[a] and present[b]:
-                pa, pb = joints[a] * scale, joints[b] * scale
-                d = pb - pa
-                length = np.linalg.norm(d) + 1e-9
-                u = d / length
-                t = ((xx - pa[0]) * u[0] + (yy - pa[1]) * u[1]) / length
-                dist = np.abs((xx - pa[0]) * u[1] - (yy - pa[1]) * u[0])
-                band = (t >= 0) & (t <= 1) & (dist <= 0.9)
-                cx, cy = C.OP_LIMB_PAF[k]
-                paf[cx][band], paf[cy][band] = u[0], u[1]
-    heat[18] = 1 - heat[:18].max(0)
-    if noise:
-        heat += rng.normal(0, noise, heat.shape).astype(np.float32)
-        paf += rng.normal(0, noise, paf.shape).astype(np.float32)
-    return paf[None], heat[None]
-
-
 @pytest.mark.parametrize("seed", range(6))
 def test_decode_equals_reference_on_random_scenes(seed):
     """Sizes with and without padding, 1-4 people, clean and noisy maps: identical to the literal reference."""
     rng = np.random.default_rng(seed)
     image_hw = [(224, 224), (224, 320), (170, 131), (480, 640), (97, 260), (300, 200)][seed]
-    paf, heat = _synthetic_maps(rng, image_hw, n_people=1 + seed % 4, noise=0.05 * (seed % 2))
+    paf, heat = synthetic_maps(rng, image_hw, n_people=1 + seed % 4, noise=0.05 * (seed % 2))
     candidate, subset = decode(paf, heat, image_hw)
     rc, rs = reference_body.decode(paf, heat, image_hw)
     np.testing.assert_array_equal(candidate, rc)
@@ -270,6 +235,12 @@ def test_detect_batch_equals_detect_and_bad_input(body_model, golden, shared):
     blank = np.zeros((64, 48, 3), np.uint8)
     candidate, subset = detect(body_model, blank)
     assert subset.shape[1] == 20 and (candidate.ndim == 1 or candidate.shape[1] == 4)
+    for nothing in (np.zeros((0, 0, 3), np.uint8), np.zeros((5000, 2, 3), np.uint8),
+                    np.full((40, 40, 3), np.nan, np.float32)):
+        candidate, subset = detect(body_model, nothing)
+        assert candidate.shape == (0,) and subset.shape == (0, 20)
+    results = detect_batch(body_model, [np.zeros((0, 0, 3), np.uint8), blank])
+    assert results[0][0].shape == (0,) and len(results) == 2
     with pytest.raises(MeshconfError, match="HxWx3"):
         detect(body_model, np.zeros((32, 32), np.uint8))
     with pytest.raises(MeshconfError, match="uint8 or float"):

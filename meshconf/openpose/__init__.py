@@ -5,7 +5,7 @@
     for person in people(candidate, subset): ...
 """
 
-from .decode import Decoded, decode, decode_full  # noqa: F401
+from .decoding import Decoded, decode, decode_full  # noqa: F401
 from .detect import detect, detect_batch, forward  # noqa: F401
 from .network import BodyPoseModel, load_body  # noqa: F401
 from .people import Person, people  # noqa: F401

@@ -7,8 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .decode import decode_full
-from .preprocess import preprocess
+from .decoding import decode_full
+from .preprocess import check_image, has_room, preprocess
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray]:
+    """The reference's result when there are no peaks: a 1-D empty candidate and no people."""
+    return np.zeros((0,)), np.zeros((0, 20))
 
 
 def _device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -26,7 +31,10 @@ def forward(model: torch.nn.Module, net_input: np.ndarray) -> tuple[np.ndarray, 
 
 def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
     """(candidate (N,4), subset (M,20)) for an HxWx3 uint8 or float BGR image, exactly as pytorch-openpose's
-    `Body(image)`: candidate rows x, y, score, id (shape (0,) if no peaks), subset rows 18 ids, total, count."""
+    `Body(image)`: candidate rows x, y, score, id (shape (0,) if no peaks), subset rows 18 ids, total, count.
+    An image with no pixels gives that empty result too."""
+    if not has_room(check_image(image_bgr).shape[:2]):
+        return _empty()
     net_input, geo = preprocess(image_bgr)
     paf, heatmap = forward(model, net_input)
     out = decode_full(paf, heatmap, geo.image_hw, device=_device_and_dtype(model)[0])
@@ -37,16 +45,17 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
                  progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """`detect` for many images: images whose network inputs have the same size share forward passes of up to
     `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each."""
-    prepared = [preprocess(image) for image in images]
+    prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
+    results: list = [None if p is not None else _empty() for p in prepared]
     groups: dict[tuple, list[int]] = {}
-    for index, (net_input, _) in enumerate(prepared):
-        groups.setdefault(net_input.shape, []).append(index)
+    for index, item in enumerate(prepared):
+        if item is not None:
+            groups.setdefault(item[0].shape, []).append(index)
     device = _device_and_dtype(model)[0]
-    results: list = [None] * len(prepared)
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(prepared), desc="OpenPose", unit="img")
+        bar = tqdm(total=len(prepared), desc="OpenPose", unit="img", initial=sum(p is None for p in prepared))
     for indices in groups.values():
         for start in range(0, len(indices), batch_size):
             chunk = indices[start: start + batch_size]

@@ -54,11 +54,15 @@ def check_image(image) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise MeshconfError(f"OpenPose needs an HxWx3 BGR image, got an array of shape {image.shape}; "
                             "convert grayscale or RGBA images to 3-channel BGR first")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise MeshconfError(f"OpenPose got an empty image of shape {image.shape}")
     if not (image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating)):
         raise MeshconfError(f"OpenPose needs a uint8 or float BGR image, got dtype {image.dtype}")
     return image
+
+
+def has_room(image_hw) -> bool:
+    """Whether an image of this size gives a network input at all (no pixels, or a 1000:1 sliver, does not)."""
+    height, width = int(image_hw[0]), int(image_hw[1])
+    return height > 0 and width > 0 and round(width * multiplier(height)) >= 1
 
 
 def preprocess(image_bgr) -> tuple[np.ndarray, NetGeometry]:
