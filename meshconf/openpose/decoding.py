@@ -139,22 +139,18 @@ def decode_full(net_paf, net_heatmap, image_hw, device=None) -> Decoded:
             raise MeshconfError(f"{name} is {maps.shape[1]}x{maps.shape[2]}, but the network output for a "
                                 f"{geo.image_hw[0]}x{geo.image_hw[1]} image is {geo.output_hw[0]}x{geo.output_hw[1]}")
     device = torch.device(device or "cpu")
-    with single_threaded_torch(device):
-        return _decode(paf_net, heat_net, geo, device)
-
-
-def _decode(paf_net: np.ndarray, heat_net: np.ndarray, geo: NetGeometry, device: torch.device) -> Decoded:
     # The PAF upsampling (the largest single step) runs in a worker thread, where OpenCV releases the GIL, while
     # this thread upsamples the heatmap and finds its peaks.
     paf_job = _worker().submit(upsample, paf_net, geo)
-    heatmap = torch.from_numpy(upsample(heat_net, geo)).to(device)
     parts = C.NUM_COCO  # channel 18 (background) is never searched
-
-    low = torch.from_numpy(np.ascontiguousarray(heat_net[:parts], dtype=np.float32)).to(device)
-    smoothed, bound = approximate_smoothing(low, geo)
-    part, row, col = find_peaks(heatmap, parts, smoothed, bound)
-    score = heatmap[row, col, part].double()
+    with single_threaded_torch(device):
+        heatmap = torch.from_numpy(upsample(heat_net, geo)).to(device)
+        low = torch.from_numpy(np.ascontiguousarray(heat_net[:parts], dtype=np.float32)).to(device)
+        smoothed, bound = approximate_smoothing(low, geo)
+        part, row, col = find_peaks(heatmap, parts, smoothed, bound)
+        score = heatmap[row, col, part].double()
     paf = torch.from_numpy(paf_job.result()).to(device)
+    # Limb scoring is the big tensor job when a scene has hundreds of peaks: all threads.
     connection_all, special = connect(part, col, row, paf, geo.image_hw[0], parts)
 
     ids = np.arange(part.numel(), dtype=np.float64)
