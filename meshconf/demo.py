@@ -1,0 +1,270 @@
+"""`meshconf demo [IMAGE|FOLDER|VIDEO ...]`: where is the mesh wrong, for every person in any photo.
+
+Per input: person boxes (automatic from OpenPose on the full image; `--cropped` for the original's pre-cropped
+input; `--bbox X Y W H`), then per person SPIN + SMPL, OpenPose on the crop, the spine-aligned ED and the shipped
+estimator, and the pictures and numbers below, in a folder per input:
+
+    overview.png, report.json                    the whole image with one box per person, coloured by P(accurate)
+    person<k>/crop.png                           the 224x224 crop
+    person<k>/mc.png                             mesh-classifier render (green = accurate, red = inaccurate)
+    person<k>/parts.png                          per-part render (estimated error, px) with a colour bar
+    person<k>/panel.png                          keypoints of both models, both renders, ED per joint
+    person<k>/report.json, mesh.ply, mesh.glb    numbers; the coloured mesh (glTF axes: y up)
+
+Videos give one folder per analysed frame and `annotated.mp4`. A bad input is reported in one line and the rest
+still runs. With no input it runs on the bundled public-domain example photo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from importlib import resources
+
+import numpy as np
+
+from . import constants as C
+from . import geometry
+from .errors import MeshconfError
+from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_atomic, write_image
+
+EXAMPLE = "astronaut.jpg"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="*", help="images, folders of images, or videos (default: the bundled "
+                        "example photo)")
+    parser.add_argument("--img", action="append", default=[], help="an input image (the original demo's flag)")
+    parser.add_argument("--checkpoint", help="SPIN checkpoint (default: model_checkpoint.pt in the data folder)")
+    parser.add_argument("--data-dir", help="model files folder (default: $MESHCONF_DATA or ~/.cache/meshconf)")
+    parser.add_argument("--out", help="output folder (default: <input name>_meshconf next to the current folder)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--cropped", action="store_true",
+                       help="the input is already a crop with the person centred (the original demo's assumption)")
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="one person box in px")
+    parser.add_argument("--max-people", type=int, default=8, help="most people per image (default: %(default)s)")
+    parser.add_argument("--legacy-ed", action="store_true",
+                        help="the original demo's ED (subset[0], no alignment); not what the estimators learned")
+    parser.add_argument("--estimator", default="default", help="default, original, or a .safetensors file")
+    parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
+    parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
+    parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+
+
+# ---------------------------------------------------------------------------------------------------- inputs
+def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
+    """(kind, path) for each input; folders expand to their images and videos, sorted."""
+    out = []
+    for item in inputs:
+        if os.path.isdir(item):
+            names = sorted(os.listdir(item))
+            media = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+            if not media:
+                raise MeshconfError(f"{item}: folder holds no images or videos ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(expand_inputs([os.path.join(item, n) for n in media]))
+        elif item.lower().endswith(VIDEO_SUFFIXES):
+            out.append(("video", item))
+        else:
+            out.append(("image", item))
+    return out
+
+
+def boxes_for(image_bgr: np.ndarray, models, args):
+    from .openpose import detect
+    from .pipeline import Box, box_from_xywh, boxes_from_people
+
+    height, width = image_bgr.shape[:2]
+    if args.cropped:
+        center, scale = geometry.centered_box(height, width)
+        return [Box(tuple(float(v) for v in center), scale, "cropped")]
+    if args.bbox:
+        return [box_from_xywh(*args.bbox)]
+    candidate, subset = detect(models.body, image_bgr)
+    return boxes_from_people(candidate, subset, args.max_people)
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+def person_report(analysis, box, parts, label, render_ms) -> dict:
+    names = C.J14_NAMES
+    ed_px = analysis.ed * (C.IMG_RES / 2)
+    report = {
+        "box": {"center_px": [float(v) for v in box.center], "scale": float(box.scale),
+                "side_px": float(box.scale * C.BOX_SCALE_PX), "source": box.source},
+        "p_accurate": analysis.p_accurate,
+        "accurate": analysis.accurate,
+        "worst_joint": names[int(np.argmax(analysis.worst_joint_prob))],
+        "worst_joint_prob": dict(zip(names, map(float, analysis.worst_joint_prob))),
+        "ed_px": dict(zip(names, map(float, ed_px))),
+        "ed_definition": "legacy (subset[0], no alignment)" if analysis.legacy else "spine-aligned (training)",
+        "openpose_confidence": dict(zip(names, map(float, analysis.conf))),
+        "missing_joints": [n for n, m in zip(names, analysis.relative.missing) if m],
+        "openpose_person": analysis.relative.person,
+        "openpose_people_in_crop": int(len(analysis.subset)),
+        "part_scores": {"label": label, **parts},
+        "timings_ms": {**{k: round(v, 2) for k, v in analysis.timings.items()}, "render_ms": round(render_ms, 2)},
+    }
+    if analysis.joint_error is not None:
+        report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * (C.IMG_RES / 2))))
+    if analysis.problem:
+        report["problem"] = analysis.problem
+    return report
+
+
+def write_json(path, data) -> None:
+    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
+
+
+def write_person(folder: str, analysis, box, models, args) -> dict:
+    from . import figures
+    from .meshio import write_glb, write_ply
+
+    os.makedirs(folder, exist_ok=True)
+    write_image(os.path.join(folder, "crop.png"), analysis.crop_rgb[:, :, ::-1])
+    if analysis.problem:
+        report = person_report(analysis, box, {}, "", 0.0)
+        write_json(os.path.join(folder, "report.json"), report)
+        return report
+    start = time.perf_counter()
+    faces = models.smpl.faces
+    mc, per_part, vertex_rgb, parts, label, vmin, vmax = figures.renders(analysis, models.segmentation, faces,
+                                                                         args.render_res)
+    render_ms = (time.perf_counter() - start) * 1e3
+    write_image(os.path.join(folder, "mc.png"), mc[:, :, ::-1])
+    write_image(os.path.join(folder, "parts.png"),
+                figures.with_colorbar(per_part, label, vmin, vmax)[:, :, ::-1])
+    write_image(os.path.join(folder, "panel.png"),
+                figures.keypoint_panel(analysis, mc, per_part, label, vmin, vmax)[:, :, ::-1])
+    # SPIN's camera frame has y down and z forward; glTF and most viewers want y up.
+    upright = analysis.vertices * np.array([1.0, -1.0, -1.0])
+    write_ply(os.path.join(folder, "mesh.ply"), upright, faces, vertex_rgb)
+    write_glb(os.path.join(folder, "mesh.glb"), upright, faces, vertex_rgb)
+    report = person_report(analysis, box, parts, label, render_ms)
+    write_json(os.path.join(folder, "report.json"), report)
+    return report
+
+
+def analyse_image(image_bgr: np.ndarray, name: str, folder: str, models, args) -> dict:
+    """Everything for one image; returns its report (also written as report.json)."""
+    from . import figures
+    from .pipeline import analyse_crops
+
+    start = time.perf_counter()
+    boxes = boxes_for(image_bgr, models, args)
+    detect_ms = (time.perf_counter() - start) * 1e3
+    image_rgb = image_bgr[:, :, ::-1]
+    crops = [geometry.crop(image_rgb, box.center, box.scale) for box in boxes]
+    analyses = analyse_crops(models, crops, legacy_ed=args.legacy_ed, batch_size=args.batch_size)
+    people = []
+    for k, (box, analysis) in enumerate(zip(boxes, analyses)):
+        people.append(write_person(os.path.join(folder, f"person{k}"), analysis, box, models, args))
+    report = {"input": name, "image_size": [int(image_bgr.shape[1]), int(image_bgr.shape[0])],
+              "people": people, "person_detection_ms": round(detect_ms, 2),
+              "total_ms": round((time.perf_counter() - start) * 1e3, 2), "models": models.paths,
+              "estimator": args.estimator}
+    if not boxes:
+        report["message"] = "no person found"
+    write_image(os.path.join(folder, "overview.png"), figures.overview(image_bgr, boxes, analyses))
+    write_json(os.path.join(folder, "report.json"), report)
+    return report
+
+
+def run_video(path: str, folder: str, models, args) -> dict:
+    import cv2
+    from tqdm import tqdm
+
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise MeshconfError(f"{path}: not a readable video")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    writer, frames, index = None, [], 0
+    os.makedirs(folder, exist_ok=True)
+    video_out = os.path.join(folder, "annotated.mp4")
+    partial = video_out + ".partial.mp4"
+    try:
+        with tqdm(total=total, desc=os.path.basename(path), unit="frame") as bar:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                bar.update(1)
+                if index % args.every == 0:
+                    frame = to_bgr_u8(frame, f"{path} frame {index}")
+                    report = analyse_image(frame, f"{path}#{index}", os.path.join(folder, f"frame_{index:06d}"),
+                                           models, args)
+                    frames.append(report)
+                    annotated = cv2.imread(os.path.join(folder, f"frame_{index:06d}", "overview.png"))
+                    if writer is None:
+                        height, width = annotated.shape[:2]
+                        writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"),
+                                                 fps / args.every, (width, height))
+                    writer.write(annotated)
+                    if args.max_frames and len(frames) >= args.max_frames:
+                        break
+                index += 1
+    finally:
+        capture.release()
+        if writer is not None:
+            writer.release()
+    if not frames:
+        raise MeshconfError(f"{path}: the video has no readable frames")
+    os.replace(partial, video_out)
+    report = {"input": path, "frames": len(frames), "fps": fps, "every": args.every,
+              "annotated_video": video_out, "frame_reports": [f"frame_{i * args.every:06d}/report.json"
+                                                              for i in range(len(frames))]}
+    write_json(os.path.join(folder, "report.json"), report)
+    return report
+
+
+def output_folder(args, path: str, several: bool) -> str:
+    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+    if args.out:
+        return os.path.join(args.out, stem) if several else args.out
+    return f"{stem}_meshconf"
+
+
+def run(args) -> int:
+    import torch
+
+    from .pipeline import load_models
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    inputs = list(args.inputs) + list(args.img)
+    if not inputs:
+        inputs = [str(resources.files("meshconf") / "data" / EXAMPLE)]
+        print(f"no input given: running on the bundled example photo {inputs[0]}")
+    items = expand_inputs(inputs)
+    models = load_models(args.data_dir, args.checkpoint, args.estimator)  # one message if files are missing
+    failures = 0
+    several = len(items) > 1
+    for kind, path in items:
+        folder = output_folder(args, path, several)
+        try:
+            if kind == "video":
+                report = run_video(path, folder, models, args)
+                print(f"{path}: {report['frames']} frames -> {folder}/annotated.mp4")
+                continue
+            report = analyse_image(read_bgr(path), path, folder, models, args)
+        except MeshconfError as exc:
+            failures += 1
+            print(f"meshconf demo: {exc}", file=sys.stderr)
+            continue
+        people = report["people"]
+        summary = ", ".join(f"#{k} P(accurate)={p['p_accurate']:.2f} worst={p['worst_joint']}"
+                            for k, p in enumerate(people)) or "no person found"
+        print(f"{path}: {summary} -> {folder}/")
+    return 1 if failures else 0
+
+
+def main(argv=None) -> int:
+    from .cli import job_main
+    return job_main("demo", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

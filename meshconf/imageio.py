@@ -1,0 +1,81 @@
+"""Reading and writing images with one-line errors, whatever the input looks like; writes are atomic."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import cv2
+import numpy as np
+
+from .errors import MeshconfError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+MIN_SIDE = 8  # smaller images cannot hold a person at any useful resolution
+
+
+def to_bgr_u8(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """Grayscale, RGBA/BGRA, 16-bit and float images -> HxWx3 uint8 BGR."""
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise MeshconfError(f"{name}: unsupported image layout {image.shape}; expected gray, BGR or BGRA")
+    if image.dtype == np.uint16:
+        image = (image / 257.0).round().astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        if not np.isfinite(image).all():
+            raise MeshconfError(f"{name}: the image holds NaN or infinite values")
+        scale = 255.0 if image.max() <= 1.0 else 1.0
+        image = np.clip(image * scale, 0, 255).round().astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise MeshconfError(f"{name}: unsupported pixel type {image.dtype}")
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    elif image.shape[2] == 4:  # composite on white so that transparent areas do not turn black
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        image = (image[:, :, :3] * alpha + 255.0 * (1 - alpha)).round().astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+def read_bgr(path) -> np.ndarray:
+    """HxWx3 uint8 BGR from an image file; any failure is a one-line `MeshconfError` naming the file."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MeshconfError(f"{path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise MeshconfError(f"{path}: not a readable image (corrupt, empty or an unsupported format)")
+    image = to_bgr_u8(image, path)
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise MeshconfError(f"{path}: image of {image.shape[1]}x{image.shape[0]} px is too small (at least "
+                            f"{MIN_SIDE} px per side)")
+    return image
+
+
+def write_atomic(path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: an interrupt never leaves half a file."""
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_image(path, image_bgr: np.ndarray) -> None:
+    ok, encoded = cv2.imencode(os.path.splitext(os.fspath(path))[1] or ".png", image_bgr)
+    if not ok:
+        raise MeshconfError(f"could not encode {path}")
+    write_atomic(path, encoded.tobytes())
