@@ -90,3 +90,18 @@ def body_model(openpose_weights):
     from meshconf.openpose import load_body
 
     return load_body(openpose_weights)
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(tmp_path_factory, shared, spin_checkpoint, openpose_weights):
+    """A data folder in SPIN's layout with recipe weights and the synthetic SMPL model."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("data")
+    (root / "smpl").mkdir()
+    os.symlink(spin_checkpoint, root / "model_checkpoint.pt")
+    os.symlink(openpose_weights, root / "body_pose_model.pth")
+    shutil.copy(shared / "golden" / "smpl_synthetic" / "SMPL_NEUTRAL.pkl", root / "smpl" / "SMPL_NEUTRAL.pkl")
+    shutil.copy(shared / "data" / "spin" / "J_regressor_extra.npy", root)
+    shutil.copy(shared / "data" / "meshcapade" / "smpl_vert_segmentation.json", root)
+    return root

@@ -1,0 +1,163 @@
+"""The demo end to end with recipe weights and the synthetic SMPL model, and its building blocks."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from meshconf import demo, render
+from meshconf.imageio import read_bgr, to_bgr_u8
+from meshconf.errors import MeshconfError
+from meshconf.meshio import glb_bytes, ply_bytes
+
+PERSON_FILES = ("crop.png", "mc.png", "parts.png", "panel.png", "report.json", "mesh.ply", "mesh.glb")
+
+
+def _run(argv):
+    return demo.main(argv)
+
+
+def _check_person(folder):
+    for name in PERSON_FILES:
+        assert (folder / name).stat().st_size > 0, folder / name
+    report = json.loads((folder / "report.json").read_text())
+    assert 0 <= report["p_accurate"] <= 1
+    assert len(report["ed_px"]) == 14 and len(report["worst_joint_prob"]) == 14
+    assert report["ed_definition"].startswith("spine-aligned")
+    assert set(report["part_scores"]) >= {"label", "head", "leftHand"}
+    assert cv2.imread(str(folder / "mc.png")).shape[:2] == (448, 448)
+    return report
+
+
+def test_demo_single_cropped_image(tmp_path, demo_data_dir, shared):
+    image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
+    assert _run([str(image), "--cropped", "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert len(report["people"]) == 1 and report["people"][0]["box"]["source"] == "cropped"
+    _check_person(tmp_path / "out" / "person0")
+    assert (tmp_path / "out" / "overview.png").exists()
+    # the original flags keep working, and --legacy-ed switches the ED definition
+    assert _run(["--img", str(image), "--checkpoint", str(demo_data_dir / "model_checkpoint.pt"), "--cropped",
+                 "--legacy-ed", "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "legacy")]) == 0
+    legacy = json.loads((tmp_path / "legacy" / "person0" / "report.json").read_text())
+    assert legacy["ed_definition"].startswith("legacy")
+
+
+def test_demo_two_people_folder_and_bad_files(tmp_path, demo_data_dir, shared):
+    photo = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "pair.png"), np.concatenate([photo, cv2.flip(photo, 1)], axis=1))
+    cv2.imwrite(str(folder / "gray.png"), cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / "deep.png"), photo.astype(np.uint16) * 257)
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    code = _run([str(folder), "--max-people", "2", "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "o")])
+    assert code == 1  # one input failed, the others completed
+    pair = json.loads((tmp_path / "o" / "pair" / "report.json").read_text())
+    assert len(pair["people"]) == 2  # recipe weights find many "people"; the two strongest are kept
+    for k in range(2):
+        _check_person(tmp_path / "o" / "pair" / f"person{k}")
+    for name in ("gray", "deep"):
+        assert (tmp_path / "o" / name / "report.json").exists()
+    assert not (tmp_path / "o" / "broken").exists()
+
+
+def test_demo_video(tmp_path, demo_data_dir, shared):
+    photo = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (224, 224))
+    for shift in range(4):
+        writer.write(np.roll(photo, 3 * shift, axis=1))
+    writer.release()
+    assert _run([str(video), "--cropped", "--every", "2", "--data-dir", str(demo_data_dir),
+                 "--out", str(tmp_path / "v")]) == 0
+    report = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert report["frames"] == 2
+    capture = cv2.VideoCapture(str(tmp_path / "v" / "annotated.mp4"))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 2
+    _check_person(tmp_path / "v" / "frame_000002" / "person0")
+
+
+def test_missing_model_files_are_named_in_one_message(tmp_path, capsys, shared):
+    image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
+    assert _run([str(image), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    for name in ("model_checkpoint.pt", "body_pose_model.pth", "SMPL_NEUTRAL.pkl", "meshconf fetch"):
+        assert name in err[0]
+
+
+def test_image_inputs_are_normalised_or_refused(tmp_path):
+    gray = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16
+    rgba = np.zeros((32, 32, 4), np.uint8)
+    rgba[..., 3] = 0  # fully transparent -> white
+    assert to_bgr_u8(gray).shape == (64, 64, 3)
+    assert (to_bgr_u8(rgba) == 255).all()
+    assert to_bgr_u8(np.ones((9, 9, 3), np.float32)).max() == 255
+    with pytest.raises(MeshconfError, match="NaN"):
+        to_bgr_u8(np.full((9, 9, 3), np.nan, np.float32))
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.zeros((4, 4, 3), np.uint8))
+    with pytest.raises(MeshconfError, match="too small"):
+        read_bgr(tiny)
+    with pytest.raises(MeshconfError, match="no such file"):
+        read_bgr(tmp_path / "nope.png")
+    (tmp_path / "text.png").write_text("hello")
+    with pytest.raises(MeshconfError, match="not a readable image"):
+        read_bgr(tmp_path / "text.png")
+
+
+def _square(z=10.0, half=0.5):
+    vertices = np.array([[-half, -half, 0], [half, -half, 0], [half, half, 0], [-half, half, 0]], float)
+    return vertices, np.array([[0, 1, 2], [0, 2, 3]]), np.array([0.0, 0.0, z])
+
+
+@pytest.mark.parametrize("res", [224, 1024])
+def test_renderer_coverage_matches_the_projection(res):
+    """A square facing the camera covers the pixels whose centres fall inside its projection."""
+    vertices, faces, cam_t = _square()
+    image, mask = render.render(vertices, faces, cam_t, np.zeros((224, 224, 3), np.uint8), res=res)
+    px, _ = render.project(vertices, cam_t, res)
+    lo, hi = px.min(0), px.max(0)
+    centres = np.arange(res) + 0.5
+    inside_x = (centres >= lo[0]) & (centres <= hi[0])
+    inside_y = (centres >= lo[1]) & (centres <= hi[1])
+    expected = inside_y[:, None] & inside_x[None, :]
+    agreement = (mask == expected).mean()
+    border = 4 * (hi - lo).sum() / res**2  # at most one pixel ring may differ
+    assert 1 - agreement <= border
+    assert mask.sum() >= 0.99 * expected.sum()
+    assert image[mask].mean() > 0 and (image[~mask] == 0).all()
+
+
+def test_renders_at_224_and_1024_agree(shared, smpl_layer, golden):
+    g = golden("ed_demo_golden.npz")
+    crop = (g["img_crop_float"] * 255).round().astype(np.uint8)
+    _, small = render.render(g["pred_vertices"], smpl_layer.faces, g["camera_translation"], crop, res=224)
+    _, big = render.render(g["pred_vertices"], smpl_layer.faces, g["camera_translation"], crop, res=1024)
+    down = cv2.resize(big.astype(np.uint8), (224, 224), interpolation=cv2.INTER_AREA) > 0.5
+    covered = small | down
+    assert (small == down)[covered].mean() >= 0.97
+
+
+def test_part_values_use_names_not_file_order(shared):
+    segmentation = render.load_segmentation(shared / "data" / "meshcapade" / "smpl_vert_segmentation.json")
+    values = np.arange(14, dtype=float)
+    parts = render.part_values(values, segmentation)
+    assert parts["head"] == 13 and parts["rightArm"] == (8 + 7) / 2 and parts["hips"] == (2 + 3) / 2
+    reordered = dict(reversed(list(segmentation.items())))
+    assert render.part_values(values, reordered) == parts
+
+
+def test_mesh_files_are_well_formed():
+    vertices, faces, _ = _square()
+    colours = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], float)
+    ply = ply_bytes(vertices, faces, colours)
+    assert ply.startswith(b"ply\nformat binary_little_endian") and b"element face 2" in ply
+    glb = glb_bytes(vertices, faces, colours)
+    magic, version, length = np.frombuffer(glb[:12], dtype="<u4")
+    assert glb[:4] == b"glTF" and version == 2 and length == len(glb)
+    json_length = int(np.frombuffer(glb[12:16], dtype="<u4")[0])
+    gltf = json.loads(glb[20:20 + json_length])
+    assert gltf["accessors"][0]["count"] == 4 and gltf["accessors"][2]["count"] == 6
