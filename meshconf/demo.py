@@ -49,6 +49,9 @@ def add_arguments(parser) -> None:
                         help="the original demo's ED (subset[0], no alignment); not what the estimators learned")
     parser.add_argument("--estimator", default="default", help="default, original, or a .safetensors file")
     parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
+    parser.add_argument("--renderer", default="auto", choices=("auto", "software", "pyrender"),
+                        help="pyrender (OpenGL offscreen, EGL/OSMesa) or the built-in software renderer; auto "
+                             "uses pyrender when it can open a context (default: %(default)s)")
     parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -131,7 +134,7 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     start = time.perf_counter()
     faces = models.smpl.faces
     mc, per_part, vertex_rgb, parts, label, vmin, vmax = figures.renders(analysis, models.segmentation, faces,
-                                                                         args.render_res)
+                                                                         args.render_res, args.renderer)
     render_ms = (time.perf_counter() - start) * 1e3
     write_image(os.path.join(folder, "mc.png"), mc[:, :, ::-1])
     write_image(os.path.join(folder, "parts.png"),

@@ -52,12 +52,13 @@ def mesh_colours(analysis, segmentation, faces) -> tuple[np.ndarray, np.ndarray,
     return vertex_rgb, parts, label, vmin, vmax
 
 
-def renders(analysis, segmentation, faces, res: int):
+def renders(analysis, segmentation, faces, res: int, backend: str = "software"):
     vertex_rgb, parts, label, vmin, vmax = mesh_colours(analysis, segmentation, faces)
     colour = render.GOOD_RGB if analysis.accurate else render.BAD_RGB
-    mc, _ = render.render(analysis.vertices, faces, analysis.cam_t, analysis.crop_rgb, colour=colour, res=res)
+    mc, _ = render.render(analysis.vertices, faces, analysis.cam_t, analysis.crop_rgb, colour=colour, res=res,
+                          backend=backend)
     per_part, _ = render.render(analysis.vertices, faces, analysis.cam_t, analysis.crop_rgb, vertex_rgb=vertex_rgb,
-                                res=res)
+                                res=res, backend=backend)
     return mc, per_part, vertex_rgb, parts, label, vmin, vmax
 
 

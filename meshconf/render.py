@@ -47,19 +47,138 @@ def rasterize(px: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int,
     tri = px[faces]
     z = depth[faces]
     ok = (z > 0).all(1) & np.isfinite(tri).all((1, 2)) & (np.abs(tri) < 1e6).all((1, 2))
+    # Back faces are culled, as OpenGL (pyrender) does: front faces wind clockwise in image coordinates (y down).
+    ab, ac = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    ok &= ab[:, 0] * ac[:, 1] - ab[:, 1] * ac[:, 0] < 0
     order = np.flatnonzero(ok)[np.argsort(-z[ok].mean(1), kind="stable")]
     shift = 4  # 1/16 px vertex precision
     points = np.round((tri - 0.5) * (1 << shift)).astype(np.int32)  # pixel centres sit at +0.5
     face_id = np.full((height, width), -1, dtype=np.int32)
     for f in order.tolist():
         cv2.fillConvexPoly(face_id, points[f], f, lineType=cv2.LINE_8, shift=shift)
+    _exact_silhouette(face_id, tri, np.flatnonzero(ok))
     return face_id
 
 
-def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_RGB, res: int | None = None):
-    """The mesh over `background_rgb` (HxWx3 uint8 or float 0-1, square; resized to `res` if given): returns
-    (uint8 RGB image, coverage mask). `vertex_rgb` (V,3) in 0-1 colours each vertex; else one `colour`."""
+BACKENDS = ("auto", "software", "pyrender")
+
+
+@lru_cache(maxsize=1)
+def pyrender_available() -> bool:
+    """Whether pyrender is installed and can open an offscreen context (EGL, else OSMesa)."""
+    try:
+        _offscreen(16)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to import or to get a GL context means "not available"
+        return False
+
+
+@lru_cache(maxsize=4)
+def _offscreen(res: int):
+    if "PYOPENGL_PLATFORM" not in os.environ:
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+    import pyrender
+
+    return pyrender.OffscreenRenderer(res, res)
+
+
+def _pyrender(vertices, faces, cam_t, res: int, vertex_rgb, colour) -> tuple[np.ndarray, np.ndarray]:
+    """The original's pyrender set-up: x of the translation negated, the mesh turned 180 deg about x, an
+    intrinsics camera with SPIN's focal length, ambient 0.5 plus directional lights. Returns (RGBA, mask)."""
+    import pyrender
+    import trimesh
+
+    translation = np.asarray(cam_t, dtype=np.float64).copy()
+    translation[0] *= -1.0
+    mesh = trimesh.Trimesh(np.asarray(vertices, dtype=np.float64), np.asarray(faces), process=False,
+                           vertex_colors=None if vertex_rgb is None else render_colours(vertex_rgb))
+    mesh.apply_transform(trimesh.transformations.rotation_matrix(np.radians(180), [1, 0, 0]))
+    if vertex_rgb is None:
+        material = pyrender.MetallicRoughnessMaterial(metallicFactor=0.2, alphaMode="OPAQUE",
+                                                      baseColorFactor=(*colour, 1.0))
+        node = pyrender.Mesh.from_trimesh(mesh, material=material)
+    else:
+        node = pyrender.Mesh.from_trimesh(mesh)
+    scene = pyrender.Scene(bg_color=(0, 0, 0, 0), ambient_light=(0.5, 0.5, 0.5))
+    scene.add(node, "mesh")
+    focal = C.FOCAL_LENGTH * res / C.IMG_RES
+    pose = np.eye(4)
+    pose[:3, 3] = translation
+    scene.add(pyrender.IntrinsicsCamera(fx=focal, fy=focal, cx=res / 2, cy=res / 2), pose=pose)
+    for position in ((0, -1, 1), (0, 1, 1), (1, 1, 2)):
+        light_pose = np.eye(4)
+        light_pose[:3, 3] = position
+        scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=1.0), pose=light_pose)
+    colour_rgba, depth = _offscreen(res).render(scene, flags=pyrender.RenderFlags.RGBA)
+    return colour_rgba, depth > 0
+
+
+def _exact_silhouette(face_id: np.ndarray, tri: np.ndarray, faces: np.ndarray, tile: int = 16) -> None:
+    """Fix the silhouette in place to OpenGL's rule (a pixel is covered when its centre is inside a face).
+
+    OpenCV's polygon fill rounds span ends, so it can be one pixel off along the outline. Only pixels next to the
+    outline can be wrong, so exactly those are re-tested, each against the faces whose boxes reach its tile.
+    """
     import cv2
+
+    height, width = face_id.shape
+    mask = (face_id >= 0).astype(np.uint8)
+    cross = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+    ring = cv2.dilate(mask, cross) != cv2.erode(mask, cross, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    rows, cols = np.nonzero(ring)
+    if rows.size == 0 or faces.size == 0:
+        return
+    lo = np.floor(tri[faces].min(1) / tile).astype(np.int64).clip(0)
+    hi = np.floor(tri[faces].max(1) / tile).astype(np.int64)
+    hi = np.minimum(hi, [(width - 1) // tile, (height - 1) // tile])
+    nx, ny = (hi - lo + 1).clip(0).T
+    counts = nx * ny
+    owner = np.repeat(np.arange(faces.size), counts)
+    local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    tiles_x = (width - 1) // tile + 1
+    pair_tile = (lo[owner, 1] + local // nx[owner]) * tiles_x + lo[owner, 0] + local % nx[owner]
+    order = np.argsort(pair_tile, kind="stable")
+    pair_tile, pair_face = pair_tile[order], faces[owner[order]]
+    pixel_tile = (rows // tile) * tiles_x + cols // tile
+    start = np.searchsorted(pair_tile, pixel_tile, "left")
+    stop = np.searchsorted(pair_tile, pixel_tile, "right")
+    n = stop - start
+    pixel = np.repeat(np.arange(rows.size), n)
+    face = pair_face[np.repeat(start, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
+    centre = np.stack([cols[pixel] + 0.5, rows[pixel] + 0.5], 1)
+    a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
+
+    def edge(u, v, w):
+        return (v[:, 0] - u[:, 0]) * (w[:, 1] - u[:, 1]) - (v[:, 1] - u[:, 1]) * (w[:, 0] - u[:, 0])
+
+    # front faces have negative signed area here: the centre is inside when all three edge functions are <= 0
+    inside = (edge(b, c, centre) <= 0) & (edge(c, a, centre) <= 0) & (edge(a, b, centre) <= 0)
+    covered = np.zeros(rows.size, dtype=bool)
+    covered[pixel[inside]] = True
+    first_face = np.full(rows.size, -1, dtype=np.int64)
+    first_face[pixel[inside][::-1]] = face[inside][::-1]
+    current = face_id[rows, cols]
+    face_id[rows, cols] = np.where(covered, np.where(current >= 0, current, first_face), -1)
+
+
+def render_colours(vertex_rgb) -> np.ndarray:
+    rgb = np.clip(np.asarray(vertex_rgb, dtype=np.float64) * 255, 0, 255).round().astype(np.uint8)
+    return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
+
+
+def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_RGB, res: int | None = None,
+           backend: str = "software"):
+    """The mesh over `background_rgb` (HxWx3 uint8 or float 0-1, square; resized to `res` if given): returns
+    (uint8 RGB image, coverage mask). `vertex_rgb` (V,3) in 0-1 colours each vertex; else one `colour`.
+
+    `backend`: "software" (built in, always works), "pyrender" (OpenGL offscreen), or "auto" (pyrender when it
+    can open a context, else software). Both use the same camera, so they cover the same pixels."""
+    import cv2
+
+    if backend not in BACKENDS:
+        raise MeshconfError(f"renderer must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "auto":
+        backend = "pyrender" if pyrender_available() else "software"
 
     background = np.asarray(background_rgb)
     if background.dtype != np.uint8:
@@ -69,6 +188,11 @@ def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_
         background = cv2.resize(background, (res, res), interpolation=cv2.INTER_LINEAR)
     vertices = np.asarray(vertices, dtype=np.float64)
     faces = np.asarray(faces, dtype=np.int64)
+    if backend == "pyrender":
+        rgba, mask = _pyrender(vertices, faces, cam_t, res, vertex_rgb, colour)
+        out = background.copy()
+        out[mask] = rgba[mask][:, :3]
+        return out, mask
     px, depth = project(vertices, cam_t, res)
     face_id = rasterize(px, depth, faces, res, res)
     mask = face_id >= 0
