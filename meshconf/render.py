@@ -22,6 +22,11 @@ from .errors import MeshconfError
 GOOD_RGB = (0.0, 1.0, 0.5)  # the original's intended "accurate" colour (it passed 255, clipped to 1)
 BAD_RGB = (0.8, 0.3, 0.3)
 AMBIENT = 0.45
+# Where in a pixel coverage is sampled, from its top-left corner. pyrender renders 4x multisampled and reads depth
+# back through a nearest blit, i.e. sample 0 of OpenGL's standard pattern, at (0.375, 0.125) from the lower-left
+# corner = (0.375, 0.875) from the top-left in image rows. Sampling there too makes both renderers (and the
+# original's pyrender pictures) cover the same pixels: measured 99.6% at 224 px against 98.7% with pixel centres.
+SAMPLE = (0.375, 0.875)
 
 
 def project(vertices: np.ndarray, cam_t: np.ndarray, res: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +119,7 @@ def _pyrender(vertices, faces, cam_t, res: int, vertex_rgb, colour) -> tuple[np.
 
 
 def _exact_silhouette(face_id: np.ndarray, tri: np.ndarray, faces: np.ndarray, tile: int = 16) -> None:
-    """Fix the silhouette in place to OpenGL's rule (a pixel is covered when its centre is inside a face).
+    """Fix the silhouette in place to OpenGL's rule (a pixel is covered when its sample point is inside a face).
 
     OpenCV's polygon fill rounds span ends, so it can be one pixel off along the outline. Only pixels next to the
     outline can be wrong, so exactly those are re-tested, each against the faces whose boxes reach its tile.
@@ -145,7 +150,7 @@ def _exact_silhouette(face_id: np.ndarray, tri: np.ndarray, faces: np.ndarray, t
     n = stop - start
     pixel = np.repeat(np.arange(rows.size), n)
     face = pair_face[np.repeat(start, n) + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)]
-    centre = np.stack([cols[pixel] + 0.5, rows[pixel] + 0.5], 1)
+    centre = np.stack([cols[pixel] + SAMPLE[0], rows[pixel] + SAMPLE[1]], 1)
     a, b, c = tri[face, 0], tri[face, 1], tri[face, 2]
 
     def edge(u, v, w):
