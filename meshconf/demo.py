@@ -17,6 +17,7 @@ still runs. With no input it runs on the bundled public-domain example photo.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -76,18 +77,21 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def boxes_for(image_bgr: np.ndarray, models, args):
-    from .openpose import detect
+def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
+    """Person boxes for each image; automatic detection runs OpenPose on all images in batches."""
+    from .openpose import detect_batch
     from .pipeline import Box, box_from_xywh, boxes_from_people
 
-    height, width = image_bgr.shape[:2]
     if args.cropped:
-        center, scale = geometry.centered_box(height, width)
-        return [Box(tuple(float(v) for v in center), scale, "cropped")]
+        out = []
+        for image in images_bgr:
+            center, scale = geometry.centered_box(*image.shape[:2])
+            out.append([Box(tuple(float(v) for v in center), scale, "cropped")])
+        return out
     if args.bbox:
-        return [box_from_xywh(*args.bbox)]
-    candidate, subset = detect(models.body, image_bgr)
-    return boxes_from_people(candidate, subset, args.max_people)
+        return [[box_from_xywh(*args.bbox)] for _ in images_bgr]
+    detections = detect_batch(models.body, images_bgr, batch_size=args.batch_size)
+    return [boxes_from_people(candidate, subset, args.max_people) for candidate, subset in detections]
 
 
 # ---------------------------------------------------------------------------------------------------- outputs
@@ -150,29 +154,45 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     return report
 
 
-def analyse_image(image_bgr: np.ndarray, name: str, folder: str, models, args) -> dict:
-    """Everything for one image; returns its report (also written as report.json)."""
+def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], models, args) -> list[dict]:
+    """Everything for several images, batched through the models; returns their reports (also written)."""
     from . import figures
     from .pipeline import analyse_crops
 
     start = time.perf_counter()
-    boxes = boxes_for(image_bgr, models, args)
-    detect_ms = (time.perf_counter() - start) * 1e3
-    image_rgb = image_bgr[:, :, ::-1]
-    crops = [geometry.crop(image_rgb, box.center, box.scale) for box in boxes]
-    analyses = analyse_crops(models, crops, legacy_ed=args.legacy_ed, batch_size=args.batch_size)
-    people = []
-    for k, (box, analysis) in enumerate(zip(boxes, analyses)):
-        people.append(write_person(os.path.join(folder, f"person{k}"), analysis, box, models, args))
-    report = {"input": name, "image_size": [int(image_bgr.shape[1]), int(image_bgr.shape[0])],
-              "people": people, "person_detection_ms": round(detect_ms, 2),
-              "total_ms": round((time.perf_counter() - start) * 1e3, 2), "models": models.paths,
-              "estimator": args.estimator}
-    if not boxes:
-        report["message"] = "no person found"
-    write_image(os.path.join(folder, "overview.png"), figures.overview(image_bgr, boxes, analyses))
-    write_json(os.path.join(folder, "report.json"), report)
-    return report
+    boxes = boxes_for_images(images_bgr, models, args)
+    detect_ms = (time.perf_counter() - start) * 1e3 / max(len(images_bgr), 1)
+    crops = [geometry.crop(image[:, :, ::-1], box.center, box.scale)
+             for image, image_boxes in zip(images_bgr, boxes) for box in image_boxes]
+    analyses = iter(analyse_crops(models, crops, legacy_ed=args.legacy_ed, batch_size=args.batch_size))
+    reports = []
+    for image, name, folder, image_boxes in zip(images_bgr, names, folders, boxes):
+        mine = [next(analyses) for _ in image_boxes]
+        people = [write_person(os.path.join(folder, f"person{k}"), analysis, box, models, args)
+                  for k, (box, analysis) in enumerate(zip(image_boxes, mine))]
+        report = {"input": name, "image_size": [int(image.shape[1]), int(image.shape[0])], "people": people,
+                  "person_detection_ms": round(detect_ms, 2), "models": models.paths, "estimator": args.estimator}
+        if not image_boxes:
+            report["message"] = "no person found"
+        write_image(os.path.join(folder, "overview.png"), figures.overview(image, image_boxes, mine))
+        write_json(os.path.join(folder, "report.json"), report)
+        reports.append(report)
+    return reports
+
+
+def _frames(capture, every: int, max_frames: int):
+    """(index, frame) of every `every`-th frame, at most `max_frames` (0 = all)."""
+    index = taken = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        if index % every == 0:
+            yield index, frame
+            taken += 1
+            if max_frames and taken >= max_frames:
+                return
+        index += 1
 
 
 def run_video(path: str, folder: str, models, args) -> dict:
@@ -184,31 +204,31 @@ def run_video(path: str, folder: str, models, args) -> dict:
         raise MeshconfError(f"{path}: not a readable video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    writer, frames, index = None, [], 0
+    writer, frames = None, []
     os.makedirs(folder, exist_ok=True)
     video_out = os.path.join(folder, "annotated.mp4")
     partial = video_out + ".partial.mp4"
+    expected = None if total is None else -(-total // args.every)
+    if expected and args.max_frames:
+        expected = min(expected, args.max_frames)
     try:
-        with tqdm(total=total, desc=os.path.basename(path), unit="frame") as bar:
+        with tqdm(total=expected, desc=os.path.basename(path), unit="frame") as bar:
+            stream = _frames(capture, args.every, args.max_frames)
             while True:
-                ok, frame = capture.read()
-                if not ok:
+                chunk = [(i, to_bgr_u8(f, f"{path} frame {i}")) for i, f in itertools.islice(stream, args.batch_size)]
+                if not chunk:
                     break
-                bar.update(1)
-                if index % args.every == 0:
-                    frame = to_bgr_u8(frame, f"{path} frame {index}")
-                    report = analyse_image(frame, f"{path}#{index}", os.path.join(folder, f"frame_{index:06d}"),
-                                           models, args)
-                    frames.append(report)
-                    annotated = cv2.imread(os.path.join(folder, f"frame_{index:06d}", "overview.png"))
+                folders = [os.path.join(folder, f"frame_{i:06d}") for i, _ in chunk]
+                frames += analyse_images([f for _, f in chunk], [f"{path}#{i}" for i, _ in chunk], folders,
+                                         models, args)
+                for frame_folder in folders:
+                    annotated = cv2.imread(os.path.join(frame_folder, "overview.png"))
                     if writer is None:
                         height, width = annotated.shape[:2]
                         writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"),
                                                  fps / args.every, (width, height))
                     writer.write(annotated)
-                    if args.max_frames and len(frames) >= args.max_frames:
-                        break
-                index += 1
+                bar.update(len(chunk))
     finally:
         capture.release()
         if writer is not None:
@@ -232,6 +252,7 @@ def output_folder(args, path: str, several: bool) -> str:
 
 def run(args) -> int:
     import torch
+    from tqdm import tqdm
 
     from .pipeline import load_models
 
@@ -245,22 +266,38 @@ def run(args) -> int:
     models = load_models(args.data_dir, args.checkpoint, args.estimator)  # one message if files are missing
     failures = 0
     several = len(items) > 1
-    for kind, path in items:
+
+    def summarise(path, folder, report):
+        summary = ", ".join(f"#{k} P(accurate)={p['p_accurate']:.2f} worst={p['worst_joint']}"
+                            for k, p in enumerate(report["people"])) or "no person found"
+        tqdm.write(f"{path}: {summary} -> {folder}/")
+
+    images = [path for kind, path in items if kind == "image"]
+    with tqdm(total=len(images), desc="images", unit="img", disable=len(images) < 2) as bar:
+        for start in range(0, len(images), args.batch_size):
+            loaded = []
+            for path in images[start: start + args.batch_size]:
+                try:
+                    loaded.append((path, read_bgr(path)))
+                except MeshconfError as exc:
+                    failures += 1
+                    tqdm.write(f"meshconf demo: {exc}", file=sys.stderr)
+            if loaded:
+                folders = [output_folder(args, path, several) for path, _ in loaded]
+                reports = analyse_images([image for _, image in loaded], [path for path, _ in loaded], folders,
+                                         models, args)
+                for (path, _), folder, report in zip(loaded, folders, reports):
+                    summarise(path, folder, report)
+            bar.update(len(images[start: start + args.batch_size]))
+    for path in [path for kind, path in items if kind == "video"]:
         folder = output_folder(args, path, several)
         try:
-            if kind == "video":
-                report = run_video(path, folder, models, args)
-                print(f"{path}: {report['frames']} frames -> {folder}/annotated.mp4")
-                continue
-            report = analyse_image(read_bgr(path), path, folder, models, args)
+            report = run_video(path, folder, models, args)
         except MeshconfError as exc:
             failures += 1
             print(f"meshconf demo: {exc}", file=sys.stderr)
             continue
-        people = report["people"]
-        summary = ", ".join(f"#{k} P(accurate)={p['p_accurate']:.2f} worst={p['worst_joint']}"
-                            for k, p in enumerate(people)) or "no person found"
-        print(f"{path}: {summary} -> {folder}/")
+        print(f"{path}: {report['frames']} frames -> {folder}/annotated.mp4")
     return 1 if failures else 0
 
 
