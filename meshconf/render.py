@@ -221,8 +221,9 @@ def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_
 
 
 # ---------------------------------------------------------------------------------------------------- parts
-@lru_cache(maxsize=4)
-def _segmentation(path: str) -> dict[str, np.ndarray]:
+def read_segmentation(path) -> dict[str, np.ndarray]:
+    """Meshcapade's SMPL part segmentation read and checked (part name -> vertex indices), uncached."""
+    path = os.fspath(path)
     try:
         with open(path) as fh:
             parts = json.load(fh)
@@ -235,9 +236,14 @@ def _segmentation(path: str) -> dict[str, np.ndarray]:
     return {name: np.asarray(vertices, dtype=np.int64) for name, vertices in parts.items()}
 
 
+@lru_cache(maxsize=4)
+def _cached_segmentation(path: str) -> dict[str, np.ndarray]:
+    return read_segmentation(path)
+
+
 def load_segmentation(path) -> dict[str, np.ndarray]:
-    """Meshcapade's SMPL part segmentation: part name -> vertex indices."""
-    return _segmentation(os.fspath(path))
+    """Meshcapade's SMPL part segmentation: part name -> vertex indices (read once per process)."""
+    return _cached_segmentation(os.fspath(path))
 
 
 def part_values(values14, segmentation: dict[str, np.ndarray]) -> dict[str, float]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -45,11 +44,5 @@ def check_asset(name: str, path) -> None:
         from .models.smpl_file import read_smpl_file
         read_smpl_file(path)
     elif name == "part_segmentation":
-        try:
-            with open(path) as fh:
-                parts = json.load(fh)
-        except (ValueError, OSError) as exc:
-            raise MeshconfError(f"{path} is not readable JSON ({exc})") from None
-        unknown = set(C.PART_TO_J14) - set(parts)
-        if unknown:
-            raise MeshconfError(f"{path} lacks SMPL parts {sorted(unknown)}")
+        from .render import read_segmentation
+        read_segmentation(path)

@@ -19,6 +19,16 @@ SHARED = pathlib.Path(os.environ.get("MESHCONF_SHARED", REPO.parent / "shared"))
 torch.set_num_threads(2)  # the goldens were produced with 2 threads
 
 
+def assert_matches_checksums(state, checks) -> None:
+    """Recipe tensors against golden/weights_checksums_seed0.json entries (README section 3: rtol 1e-9, exact first)."""
+    assert set(state) == set(checks)
+    for key, tensor in state.items():
+        t = tensor.double()
+        assert t.sum().item() == pytest.approx(checks[key]["sum"], rel=1e-9, abs=1e-12), key
+        assert (t * t).sum().item() == pytest.approx(checks[key]["sumsq"], rel=1e-9, abs=1e-12), key
+        assert t.flatten()[0].item() == checks[key]["first"], key
+
+
 def need_shared(*relpaths: str) -> pathlib.Path:
     for rel in relpaths or ("",):
         if not (SHARED / rel).exists():

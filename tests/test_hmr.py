@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import assert_matches_checksums
 import torch
 
 from meshconf.errors import MeshconfError
@@ -23,13 +24,7 @@ def test_state_dict_matches_spin_manifest(shared):
 
 def test_recipe_weights_match_checksums(shared, mean_params):
     checks = json.loads((shared / "golden" / "weights_checksums_seed0.json").read_text())["hmr"]
-    state = hmr_recipe(0, mean_params)
-    assert set(state) == set(checks)
-    for key, tensor in state.items():
-        t = tensor.double()
-        assert t.sum().item() == pytest.approx(checks[key]["sum"], rel=1e-9, abs=1e-12), key
-        assert (t * t).sum().item() == pytest.approx(checks[key]["sumsq"], rel=1e-9, abs=1e-12), key
-        assert t.flatten()[0].item() == checks[key]["first"], key
+    assert_matches_checksums(hmr_recipe(0, mean_params), checks)
 
 
 def test_hmr_golden_through_load_spin(spin_model, golden):

@@ -5,6 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import assert_matches_checksums
 import torch
 
 import reference_body
@@ -29,13 +30,7 @@ def test_state_dict_matches_file_manifest(shared):
 
 def test_recipe_weights_match_checksums(shared):
     checks = json.loads((shared / "golden" / "weights_checksums_seed0.json").read_text())["openpose_body_file_keys"]
-    state = openpose_recipe(0)
-    assert set(state) == set(checks)
-    for key, tensor in state.items():
-        t = tensor.double()
-        assert t.sum().item() == pytest.approx(checks[key]["sum"], rel=1e-9, abs=1e-12), key
-        assert (t * t).sum().item() == pytest.approx(checks[key]["sumsq"], rel=1e-9, abs=1e-12), key
-        assert t.flatten()[0].item() == checks[key]["first"], key
+    assert_matches_checksums(openpose_recipe(0), checks)
 
 
 @pytest.mark.parametrize("case", ["demo_op_img", "bgr_u8_224x170"])
