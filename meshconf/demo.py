@@ -32,6 +32,7 @@ from .errors import MeshconfError
 from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_atomic, write_image
 
 EXAMPLE = "astronaut.jpg"
+DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
 def add_arguments(parser) -> None:
@@ -79,6 +80,8 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
 
 def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
     """Person boxes for each image; automatic detection runs OpenPose on all images in batches."""
+    import cv2
+
     from .openpose import detect_batch
     from .pipeline import Box, box_from_xywh, boxes_from_people
 
@@ -90,8 +93,18 @@ def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
         return out
     if args.bbox:
         return [[box_from_xywh(*args.bbox)] for _ in images_bgr]
-    detections = detect_batch(models.body, images_bgr, batch_size=args.batch_size)
-    return [boxes_from_people(candidate, subset, args.max_people) for candidate, subset in detections]
+    # The decoder upsamples its maps to the full image (as the reference does): 57 float maps of a 12-megapixel
+    # photo would take 3 GB. Boxes need far less resolution, so big images are searched at DETECT_MAX_SIDE.
+    factors = [min(1.0, DETECT_MAX_SIDE / max(image.shape[:2])) for image in images_bgr]
+    small = [image if f == 1.0 else cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+             for image, f in zip(images_bgr, factors)]
+    detections = detect_batch(models.body, small, batch_size=args.batch_size)
+    out = []
+    for (candidate, subset), f in zip(detections, factors):
+        candidate = np.array(candidate, dtype=np.float64).reshape(-1, 4)
+        candidate[:, :2] /= f
+        out.append(boxes_from_people(candidate, subset, args.max_people))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- outputs

@@ -112,12 +112,16 @@ def keypoint_panel(analysis, mc_rgb, per_part_rgb, label, vmin, vmax) -> np.ndar
     return _to_rgb(fig)
 
 
+OVERVIEW_MAX_SIDE = 1600  # px: enough to look at, and a 16-megapixel PNG would take seconds to write
+
+
 def overview(image_bgr: np.ndarray, boxes, analyses) -> np.ndarray:
-    """The whole image with each person's box, coloured by P(accurate), and its number."""
-    out = image_bgr.copy()
+    """The whole image (at most OVERVIEW_MAX_SIDE px) with each person's box, coloured by P(accurate), numbered."""
+    f = min(1.0, OVERVIEW_MAX_SIDE / max(image_bgr.shape[:2]))
+    out = image_bgr.copy() if f == 1.0 else cv2.resize(image_bgr, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     thickness = max(2, round(max(out.shape[:2]) / 400))
     for k, (box, analysis) in enumerate(zip(boxes, analyses)):
-        ul, br = box.corners()
+        ul, br = (np.asarray(corner, dtype=np.float64) * f for corner in box.corners())
         p = analysis.p_accurate
         colour = (int(80 * p), int(200 * p), int(220 * (1 - p)))  # BGR: red (inaccurate) to green (accurate)
         cv2.rectangle(out, tuple(int(v) for v in ul), tuple(int(v) for v in br), colour, thickness)
