@@ -15,7 +15,7 @@ from .classifier import data as D
 from .classifier import metrics as M
 from .classifier import plots
 from .classifier.models import SHIPPED
-from .classifier.training import train_meshconfnet, train_original
+from .classifier.training import stack_with_trees, train_meshconfnet, train_original
 
 
 def add_arguments(parser) -> None:
@@ -36,6 +36,8 @@ def run(args) -> int:
     for name in todo:
         trainer = train_original if name == "original" else train_meshconfnet
         estimator, histories = trainer(prep, seed=args.seed, progress=not args.no_progress)
+        if name == "default":  # per-joint trees stacked with the network (meshconf.classifier.trees)
+            estimator = stack_with_trees(estimator, prep, seed=args.seed, progress=not args.no_progress)
         val = prep.original("val") if name == "original" else prep.sane("val")
         val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
         estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts,

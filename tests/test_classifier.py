@@ -110,6 +110,37 @@ def test_save_load_roundtrip_is_safe(tmp_path):
         load("nonsense")
 
 
+def test_stacked_trees_match_sklearn_and_roundtrip(tmp_path):
+    """The shipped trees are arrays evaluated by torch: they must give scikit-learn's own probabilities."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from meshconf.classifier.training import stack_with_trees
+    from meshconf.classifier.trees import GB_PARAMS, JointTrees, tree_features
+
+    train = _synthetic_set(600, 0, "a")
+    ed32, conf32 = (torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (train.ed, train.conf))
+    x = tree_features(ed32, conf32).numpy()
+    models = [HistGradientBoostingClassifier(**{**GB_PARAMS, "max_iter": 20}, random_state=j)
+              .fit(x, train.se[:, j] > 0.1) for j in range(14)]
+    trees = JointTrees.from_sklearn(models)
+    test = _synthetic_set(200, 3, "t")
+    t32 = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (test.ed, test.conf)]
+    expected = np.stack([m.predict_proba(tree_features(*t32).numpy())[:, 1] for m in models], 1)
+    np.testing.assert_allclose(trees(*t32).numpy(), expected, atol=1e-12)
+
+    prep = D.prepare([_synthetic_set(400, 0, "a")], seed=0)
+    network, _ = train_meshconfnet(prep, seed=0, members=2, epochs=2, progress=False)
+    stacked = stack_with_trees(network, prep, seed=0, progress=False)
+    path = tmp_path / "stack.safetensors"
+    stacked.save(path)
+    back = load_file(path)
+    assert back.kind == "meshconfstack" and back.predicts_joint_error
+    a, b = stacked.predict(test.ed, test.conf), back.predict(test.ed, test.conf)
+    np.testing.assert_allclose(a.p_accurate, b.p_accurate, atol=1e-7)
+    np.testing.assert_allclose(a.joint_error, b.joint_error, atol=1e-7)
+    assert len(back.metadata["stack_coefficients"]) == 3
+
+
 def test_metrics_by_hand():
     from meshconf.classifier.models import Prediction
 

@@ -129,7 +129,7 @@ class Estimator:
 
     @property
     def predicts_joint_error(self) -> bool:
-        return self.kind == "meshconfnet"
+        return self.kind in ("meshconfnet", "meshconfstack")
 
     def predict(self, ed, conf=None, batch_size: int = 65536) -> Prediction:
         ed = np.asarray(ed, dtype=np.float32)
@@ -161,6 +161,7 @@ class Estimator:
         meta = {"kind": self.kind, "metadata": json.dumps(self.metadata)}
         tmp = os.fspath(path) + ".part"
         save_file(tensors, tmp, metadata=meta)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
 
 
@@ -187,6 +188,15 @@ def load_file(path) -> Estimator:
         if not n_members:
             raise MeshconfError(f"{path} holds no network members")
         net = Ensemble([MeshConfNet(hidden) for _ in range(n_members)])
+    elif kind == "meshconfstack":
+        from .trees import JointTrees, Stacked
+
+        n_members = len({k.split(".")[2] for k in tensors if k.startswith("network.members.")})
+        if not n_members or "trees.roots" not in tensors:
+            raise MeshconfError(f"{path} holds no network members or no trees")
+        hidden = tensors["network.members.0.body.0.weight"].shape[0]
+        trees = JointTrees(len(tensors["trees.feature"]), tensors["trees.roots"].shape[1])
+        net = Stacked(Ensemble([MeshConfNet(hidden) for _ in range(n_members)]), trees)
     else:
         raise MeshconfError(f"{path} is not a meshconf estimator (kind {kind!r})")
     try:
@@ -196,7 +206,7 @@ def load_file(path) -> Estimator:
     return Estimator(net, kind, json.loads(header.get("metadata", "{}")))
 
 
-SHIPPED = {"default": "meshconfnet.safetensors", "original": "original.safetensors"}
+SHIPPED = {"default": "meshconfstack.safetensors", "original": "original.safetensors"}
 
 
 def shipped_path(name: str) -> str:

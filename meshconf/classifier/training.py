@@ -174,3 +174,19 @@ def _train_one(train, val, seed, epochs, batch, lr, hidden, progress) -> tuple[M
     net.t_mc.fill_(_fit_temperature(mc, val[3], binary=True))
     net.t_wj.fill_(_fit_temperature(wj, val[4], binary=False))
     return net, history
+
+
+def stack_with_trees(network: Estimator, prep: Prepared, seed: int = 0, progress: bool = True) -> Estimator:
+    """The default estimator: per-joint boosted trees fitted on the training split, stacked with the network's
+    calibrated mesh logit by a logistic regression fitted on the held-out split (no row is used twice)."""
+    from .trees import GB_PARAMS, Stacked, fit_joint_trees, fit_stack
+
+    trees = fit_joint_trees(prep.sane("train"), seed=seed, progress=progress)
+    stacked = Stacked(network.net, trees)
+    fit_stack(stacked, prep.sane("val"))
+    meta = dict(network.metadata)
+    meta.update(recipe="meshconf stack: per-joint gradient-boosted trees (P(joint error > 0.1)) and the multi-task "
+                       "network ensemble; P(accurate) = logistic(log prod(1 - p_j), network logit)",
+                trees={**GB_PARAMS, "models": 14, "seed": seed, "nodes": int(trees.feature.numel())},
+                stack_coefficients=[float(c) for c in stacked.coef])
+    return Estimator(stacked.eval(), "meshconfstack", meta)
