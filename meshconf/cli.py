@@ -14,6 +14,7 @@ from .errors import MeshconfError
 
 JOBS = {
     "demo": ("meshconf.demo", "confidence-painted meshes and a report for every person in images, folders or videos"),
+    "sensitivity": ("meshconf.sensitivity.job", "occlusion sensitivity of SPIN and OpenPose (sliding occluder on a crop)"),
     "doctor": ("meshconf.doctor", "list the model files that are present or missing, and how to get each"),
     "fetch": ("meshconf.fetch", "download the publicly available model files"),
     "convert-smpl": ("meshconf.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
