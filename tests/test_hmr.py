@@ -144,3 +144,15 @@ def test_hostile_checkpoint_is_refused_and_nothing_runs(tmp_path):
     with open(tmp_path / "plain.pkl", "rb") as fh:
         pickle.load(fh)  # deliberate control, safe: this test wrote the file; its payload only touches tmp_path
     assert marker.exists()
+
+
+def test_folded_batchnorm_model_matches(spin_model, golden):
+    from meshconf.models.resnet import fold_batchnorm
+
+    folded = fold_batchnorm(spin_model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.from_numpy(golden("hmr_golden.npz")["input"])
+    with torch.inference_mode():
+        for a, b in zip(spin_model(x), folded(x.contiguous(memory_format=torch.channels_last))):
+            np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in spin_model.modules())  # the original is untouched
