@@ -1,0 +1,67 @@
+"""The annotation file every dataset reader writes: a plain `.npz` (no pickles), one row per person crop.
+
+    imgname   (N,)      str    image path relative to the dataset's image root
+    center    (N,2)     float  SPIN box centre, original image px
+    scale     (N,)      float  SPIN box scale (box side / 200 px)
+    joints2d  (N,14,2)  float  ground-truth joints in meshconf's J14 order, original image px (NaN = unknown)
+    spine2d   (N,2)     float  ground-truth spine (the relative-ED anchor), original image px
+    optional: pose (N,72), betas (N,10), gender (N,) str, joints3d (N,14,3) metres, dataset (0-d str)
+
+Row order is the dataset's own order, so extracted arrays can be traced back to images.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import constants as C
+from ..errors import MeshconfError
+from ..imageio import write_atomic
+
+REQUIRED = {"imgname": 1, "center": 2, "scale": 1, "joints2d": 3, "spine2d": 2}
+
+
+@dataclass
+class Annotations:
+    imgname: np.ndarray
+    center: np.ndarray
+    scale: np.ndarray
+    joints2d: np.ndarray
+    spine2d: np.ndarray
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    dataset: str = ""
+
+    def __len__(self) -> int:
+        return len(self.imgname)
+
+
+def save_annotations(path, a: Annotations) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, imgname=np.asarray(a.imgname, dtype=str), center=a.center, scale=a.scale,
+                        joints2d=a.joints2d, spine2d=a.spine2d, dataset=np.array(a.dataset), **a.extra)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_annotations(path) -> Annotations:
+    path = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise MeshconfError(f"{path}: not a readable annotation file ({exc})") from None
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise MeshconfError(f"{path}: annotation file lacks {', '.join(missing)} (see meshconf.dataset.annotations)")
+    n = len(arrays["imgname"])
+    shapes = {"center": (n, 2), "scale": (n,), "joints2d": (n, C.NUM_J14, 2), "spine2d": (n, 2)}
+    for key, shape in shapes.items():
+        if arrays[key].shape != shape:
+            raise MeshconfError(f"{path}: {key} has shape {arrays[key].shape}, expected {shape}")
+    extra = {k: v for k, v in arrays.items() if k not in REQUIRED and k != "dataset"}
+    return Annotations(arrays["imgname"], arrays["center"].astype(np.float64), arrays["scale"].astype(np.float64),
+                       arrays["joints2d"].astype(np.float64), arrays["spine2d"].astype(np.float64), extra,
+                       str(arrays.get("dataset", "")))
