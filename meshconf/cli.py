@@ -14,6 +14,7 @@ from .errors import MeshconfError
 
 JOBS = {
     "demo": ("meshconf.demo", "confidence-painted meshes and a report for every person in images, folders or videos"),
+    "annotate": ("meshconf.annotate", "a dataset as published (3DPW) -> the annotation file extract reads"),
     "extract": ("meshconf.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
     "sensitivity": ("meshconf.sensitivity.job", "occlusion sensitivity of SPIN and OpenPose (sliding occluder on a crop)"),
     "doctor": ("meshconf.doctor", "list the model files that are present or missing, and how to get each"),

@@ -89,3 +89,52 @@ def test_extract_job_writes_manifest(tmp_path, tiny_dataset, demo_data_dir):
     manifest = json.loads((tmp_path / "tiny_test_manifest.json").read_text())
     assert manifest["rows"] == 5 and manifest["dataset"] == "tiny" and not manifest["occluded"]
     assert np.load(tmp_path / "tiny_test_sp_op.npy").shape == (5, 14)
+
+
+def _write_3dpw(root, shared):
+    """A 3DPW-format fixture: one sequence pickle with the real keys, and its image files."""
+    import pickle
+
+    import cv2
+
+    frames = 3
+    intrinsics = np.array([[500.0, 0, 240], [0, 500.0, 135], [0, 0, 1]])
+    extrinsics = np.tile(np.eye(4), (frames, 1, 1))
+    extrinsics[:, 2, 3] = 4.0  # the person stands 4 m in front of the camera
+    rng = np.random.default_rng(0)
+    joints = rng.uniform(-0.4, 0.4, (frames, 72))
+    poses2d = np.zeros((frames, 3, 18))
+    poses2d[:, 0] = rng.uniform(180, 300, (frames, 18))
+    poses2d[:, 1] = rng.uniform(60, 220, (frames, 18))
+    poses2d[:, 2] = 0.8
+    seq = {"sequence": "downtown_test_00", "poses": [rng.normal(size=(frames, 72))], "betas": [np.zeros(10)],
+           "trans": [np.zeros((frames, 3))], "jointPositions": [joints], "poses2d": [poses2d],
+           "cam_poses": extrinsics, "cam_intrinsics": intrinsics, "campose_valid": [np.array([1, 0, 1])],
+           "genders": ["f"], "img_frame_ids": np.arange(frames)}
+    (root / "sequenceFiles" / "test").mkdir(parents=True)
+    with open(root / "sequenceFiles" / "test" / "downtown_test_00.pkl", "wb") as fh:
+        pickle.dump(seq, fh, protocol=2)
+    (root / "imageFiles" / "downtown_test_00").mkdir(parents=True)
+    photo = cv2.imread(str(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg"))
+    for frame in range(frames):
+        cv2.imwrite(str(root / "imageFiles" / "downtown_test_00" / f"image_{frame:05d}.jpg"),
+                    cv2.resize(photo, (480, 270)))
+    return seq
+
+
+def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
+    from meshconf import annotate
+    from meshconf.dataset.pw3d import project
+
+    seq = _write_3dpw(tmp_path / "3DPW", shared)
+    assert annotate.main(["3dpw", "--root", str(tmp_path / "3DPW"), "--out", str(tmp_path / "ann.npz")]) == 0
+    a = load_annotations(tmp_path / "ann.npz")
+    assert len(a) == 2 and list(a.imgname) == ["downtown_test_00/image_00000.jpg", "downtown_test_00/image_00002.jpg"]
+    px = project(seq["jointPositions"][0][2].reshape(24, 3), seq["cam_poses"][2], seq["cam_intrinsics"])
+    np.testing.assert_allclose(a.joints2d[1], px[list(C.SMPL24_TO_J14)])
+    np.testing.assert_allclose(a.spine2d[1], px[C.SMPL24_SPINE])
+    assert str(a.extra["gender"][0]) == "f" and a.dataset == "3dpw_test"
+    assert X.main(["--annotations", str(tmp_path / "ann.npz"), "--images", str(tmp_path / "3DPW" / "imageFiles"),
+                   "--out", str(tmp_path / "out"), "--name", "3dpw_test", "--occlude",
+                   "--data-dir", str(demo_data_dir)]) == 0
+    assert np.load(tmp_path / "out" / "3dpw_test_sp_op.npy").shape == (2, 14)
