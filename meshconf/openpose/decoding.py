@@ -8,7 +8,7 @@ the reference's), find heatmap peaks (`peaks`), score and pick limb connections 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,30 +39,27 @@ class Decoded:
 
 
 @contextmanager
-def single_threaded_opencv():
-    """OpenCV's worker threads and torch's OpenMP threads (which spin after each op) fight over this machine's two
-    cores: resizing runs 1.5x slower next to torch code than alone. One OpenCV thread is faster here."""
-    previous = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+def _threads(get, set_, count: int):
+    previous = get()
+    set_(count)
     try:
         yield
     finally:
-        cv2.setNumThreads(previous)
+        set_(previous)
 
 
-@contextmanager
+def single_threaded_opencv():
+    """OpenCV's worker threads and torch's OpenMP threads (which spin after each op) fight over this machine's two
+    cores: resizing runs 1.5x slower next to torch code than alone. One OpenCV thread is faster here."""
+    return _threads(cv2.getNumThreads, cv2.setNumThreads, 1)
+
+
 def single_threaded_torch(device: torch.device):
     """The decoder's tensor ops are small (a few MB); on the CPU one torch thread beside the upsampling worker beats
     two contending ones (A1: 10.5 against 12.5 ms on 2 cores). Switching costs about 50 us."""
     if device.type != "cpu":
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+        return nullcontext()
+    return _threads(torch.get_num_threads, torch.set_num_threads, 1)
 
 
 def upsample(net_maps: np.ndarray, geo: NetGeometry) -> np.ndarray:
