@@ -16,7 +16,10 @@ JOBS = {
     "demo": ("meshconf.demo", "confidence-painted meshes and a report for every person in images, folders or videos"),
     "annotate": ("meshconf.annotate", "a dataset as published (3DPW) -> the annotation file extract reads"),
     "extract": ("meshconf.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
-    "sensitivity": ("meshconf.sensitivity.job", "occlusion sensitivity of SPIN and OpenPose (sliding occluder on a crop)"),
+    "sensitivity": ("meshconf.sensitivity.job",
+                    "occlusion sensitivity of SPIN and OpenPose (a sliding occluder on a crop, or each joint over a "
+                    "dataset)"),
+    "qualitative": ("meshconf.qualitative", "predicted against ground-truth confidence for one dataset image"),
     "doctor": ("meshconf.doctor", "list the model files that are present or missing, and how to get each"),
     "fetch": ("meshconf.fetch", "download the publicly available model files"),
     "convert-smpl": ("meshconf.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),

@@ -75,6 +75,10 @@ J24_TO_J17 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 18, 14, 16, 17)
 J24_TO_J14 = J24_TO_J17[:14]
 H36M_S2D_TO_J14 = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 17)  # S_2D superset: jaw used as head
 H36M_S2D_SPINE = 16
+# Human3.6M's own 32-joint pose files -> the 24-joint superset above (SPIN's h36m preprocessing: h36m_idx, global_idx)
+H36M32_PICK = (11, 6, 7, 8, 1, 2, 3, 12, 24, 14, 15, 17, 18, 19, 25, 26, 27)
+H36M32_TO_SUPERSET = (14, 3, 4, 5, 2, 1, 0, 16, 12, 17, 18, 9, 10, 11, 8, 7, 6)
+H36M_EVAL_CAMERA = "60457274"  # protocol 2 keeps this camera only
 # 3DOH: rows of SPIN's 49-row keypoint array (25 + SMPL-24 index)
 OH3D_TO_J14 = tuple(25 + j for j in SMPL24_TO_J14)
 OH3D_SPINE = 25 + SMPL24_SPINE

@@ -3,19 +3,22 @@
     meshconf extract --annotations 3dpw_test.npz --images 3DPW/imageFiles --out sp_op/3dpw --name 3dpw_test [--occlude]
 
 Writes `<name>_sp_op.npy` (ED), `<name>_sp_gt.npy` (SE) and `<name>_conf.npy`, float64 (N,14) in the annotation
-file's row order: the layout `meshconf prepare/evaluate` read. Also writes `<name>_manifest.json`. SPIN and OpenPose
+file's row order: the layout `meshconf prepare/evaluate` read. Also writes `<name>_manifest.json` (dataset, weights
+with their SHA-256, seed, code version, and each row's image name and box centre).
+
+Several GPUs or machines: `torchrun --nproc_per_node 4 -m meshconf.extract ...` (or `torchrun ... $(which meshconf)
+extract ...`) shards the rows across processes; rank 0 writes the same arrays a single process would. SPIN and OpenPose
 run in batches with their weights loaded once. Work is written in chunks, atomically; a restart skips finished rows,
 and the merged result equals an uninterrupted run. The occluded variant puts a 40 px square of ImageNet-mean grey (the
 original's pixel 0) on one ground-truth joint per image. The joint is drawn per row from (seed, row index), so
 batching and restarts do not change it.
 
 ED follows REFERENCE.md F.3 with the ground-truth spine as anchor. SE compares SPIN's SE-map joints, shifted the
-same way, with the ground-truth J14 joints. Dataset readers that write the annotation file are not built yet.
+same way, with the ground-truth J14 joints. `meshconf annotate` writes the annotation file.
 """
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from . import __version__, assets, geometry, sp_op
+from .chunks import ChunkStore, run_chunked
 from . import constants as C
 from .errors import MeshconfError
 from .imageio import write_atomic
@@ -91,50 +95,91 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
             "conf": np.asarray(conf, np.float64), "occluded_joint": occluded}
 
 
-def _chunks_dir(out: str, name: str) -> str:
-    return os.path.join(out, f".{name}_chunks")
+def _store(out: str, name: str) -> ChunkStore:
+    return ChunkStore(os.path.join(out, f".{name}_chunks"))
 
 
 def done_rows(out: str, name: str) -> set[int]:
-    rows = set()
-    for path in glob.glob(os.path.join(_chunks_dir(out, name), "chunk_*.npz")):
-        with np.load(path) as npz:
-            rows.update(int(i) for i in npz["index"])
-    return rows
+    return _store(out, name).done()
+
+
+KEYS = ("ed", "se", "conf")
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size): under `torchrun` the process group is joined (NCCL on GPUs, else gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
-            seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True) -> bool:
-    """Process the rows not done yet; merge when all are. Returns whether the arrays were written."""
-    from tqdm import tqdm
+            seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
+            rank: int = 0, world: int = 1) -> bool:
+    """Process the rows not done yet; merge when all are. Returns whether the arrays were written.
 
-    from .dataset.crops import collate
+    With `world` > 1 (torchrun), rank r takes rows r, r + world, ...; each rank keeps its own chunks (a shared
+    folder is not needed) and rank 0 gathers the finished shards and writes the arrays in the dataset's order.
+    A row's result depends only on the row (and the seed), so any world size gives the same arrays."""
+    store = _store(out, name)
+    store.bind({"rows": len(dataset), "occlude": occlude, "seed": seed if occlude else None,
+                "occ_size": occ_size if occlude else None})
+    rows = list(range(rank, len(dataset), world))
 
-    chunks = _chunks_dir(out, name)
-    os.makedirs(chunks, exist_ok=True)
-    todo = [i for i in range(len(dataset)) if i not in done_rows(out, name)]
-    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)][:max_batches]
-    with tqdm(total=len(dataset), initial=len(dataset) - len(todo), desc=name, unit="img",
-              disable=not progress) as bar:
-        for rows in batches:
-            arrays = process_batch(spin, smpl, body, collate([dataset[i] for i in rows]), occlude, seed, occ_size)
-            buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
-            write_atomic(os.path.join(chunks, f"chunk_{rows[0]:09d}.npz"), buffer.getvalue())
-            bar.update(len(rows))
-    if len(done_rows(out, name)) < len(dataset):
+    def process(batch):
+        return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
+
+    finished = run_chunked(dataset, store, process, batch_size, name if world == 1 else f"{name} [{rank}/{world}]",
+                           max_batches, progress, rows=rows)
+    if world > 1:
+        import torch.distributed as dist
+
+        shard = None
+        if finished:
+            merged = store.merged(KEYS)
+            mine = np.isin(merged["index"], rows)
+            shard = {k: v[mine] for k, v in merged.items()}
+        shards = [None] * world if rank == 0 else None
+        dist.gather_object(shard, shards, dst=0)
+        complete = [rank == 0 and all(s is not None for s in shards)]
+        dist.broadcast_object_list(complete, src=0)
+        if not complete[0]:
+            return False
+        if rank != 0:
+            return True
+        order = np.argsort(np.concatenate([s["index"] for s in shards]), kind="stable")
+        merged = {k: np.concatenate([s[k] for s in shards])[order] for k in KEYS}
+    elif not finished:
         return False
-    parts = {k: [] for k in ("index", "ed", "se", "conf")}
-    for path in sorted(glob.glob(os.path.join(chunks, "chunk_*.npz"))):
-        with np.load(path) as npz:
-            for key in parts:
-                parts[key].append(npz[key])
-    order = np.argsort(np.concatenate(parts["index"]), kind="stable")
+    else:
+        merged = store.merged(KEYS)
     for key, suffix in (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf")):
         buffer = io.BytesIO()
-        np.save(buffer, np.concatenate(parts[key])[order])
+        np.save(buffer, merged[key])
         write_atomic(os.path.join(out, f"{name}_{suffix}.npy"), buffer.getvalue())
     return True
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def row_keys(annotations) -> list:
+    """What identifies a row independently of its position: image name and box centre (3DPW has two people in
+    some images). `meshconf qualitative` finds an image's ED row through these."""
+    return [[str(n), round(float(c[0]), 2), round(float(c[1]), 2)]
+            for n, c in zip(annotations.imgname, annotations.center)]
 
 
 def run(args) -> int:
@@ -144,23 +189,32 @@ def run(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    rank, world = distributed()
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
     dataset = AnnotatedCrops(args.annotations, args.images)
     names = [n for n in ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body")
              if not (args.checkpoint and n == "spin_checkpoint")]
     paths = assets.require_all(names, args.data_dir)
     checkpoint = args.checkpoint or paths["spin_checkpoint"]
-    spin = load_spin(checkpoint)
-    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"])
-    body = load_body(paths["openpose_body"])
+    spin = load_spin(checkpoint, device)
+    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
+    body = load_body(paths["openpose_body"], device)
     if not extract(spin, smpl, body, dataset, args.out, args.name, args.batch_size, args.occlude, args.seed,
-                   args.occ_size):
+                   args.occ_size, progress=rank == 0, rank=rank, world=world):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
+    if rank != 0:
+        return 0
     manifest = {"name": args.name, "rows": len(dataset), "annotations": os.path.abspath(args.annotations),
                 "dataset": dataset.annotations.dataset, "images": os.path.abspath(args.images),
-                "weights": {"spin": os.path.abspath(checkpoint), "openpose": paths["openpose_body"],
+                "weights": {"spin": os.path.abspath(checkpoint), "spin_sha256": _sha256(checkpoint),
+                            "openpose": paths["openpose_body"], "openpose_sha256": _sha256(paths["openpose_body"]),
                             "smpl": paths["smpl_neutral"]},
-                "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed,
-                "meshconf_version": __version__, "ed_definition": "REFERENCE.md F.3 (ground-truth spine anchor)"}
+                "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed, "processes": world,
+                "meshconf_version": __version__, "ed_definition": "REFERENCE.md F.3 (ground-truth spine anchor)",
+                "row_keys": row_keys(dataset.annotations)}
     write_atomic(os.path.join(args.out, f"{args.name}_manifest.json"), json.dumps(manifest, indent=1).encode())
     print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows) and the manifest")
     return 0

@@ -38,6 +38,16 @@ def project(vertices: np.ndarray, cam_t: np.ndarray, res: int) -> tuple[np.ndarr
     return focal * camera[:, :2] / safe[:, None] + res / 2.0, depth
 
 
+def fit_translation(vertices: np.ndarray, fill: float = 0.9) -> np.ndarray:
+    """A camera translation that centres the mesh and makes its larger side span `fill` of the picture, for
+    showing a body on its own (any resolution: `project` scales the focal length with it)."""
+    v = np.asarray(vertices, dtype=np.float64)
+    lo, hi = v.min(0), v.max(0)
+    centre = (lo + hi) / 2
+    depth = C.FOCAL_LENGTH * float((hi - lo)[:2].max()) / (fill * C.IMG_RES)
+    return np.array([-centre[0], -centre[1], depth - lo[2]])
+
+
 def rasterize(px: np.ndarray, depth: np.ndarray, faces: np.ndarray, height: int, width: int) -> np.ndarray:
     """(H,W) index of the visible face per pixel (-1 = background).
 

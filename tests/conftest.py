@@ -115,3 +115,26 @@ def demo_data_dir(tmp_path_factory, shared, spin_checkpoint, openpose_weights):
     shutil.copy(shared / "data" / "spin" / "J_regressor_extra.npy", root)
     shutil.copy(shared / "data" / "meshcapade" / "smpl_vert_segmentation.json", root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, shared):
+    """Five annotated crops of two example photos (random joints, one unknown): (annotation path, image root)."""
+    import shutil
+
+    from meshconf.dataset import Annotations, save_annotations
+
+    root = tmp_path_factory.mktemp("images")
+    shutil.copy(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png", root / "a.png")
+    shutil.copy(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg", root / "b.jpg")
+    rng = np.random.default_rng(0)
+    n = 5
+    names = np.array(["a.png", "b.jpg", "a.png", "b.jpg", "a.png"])
+    center = np.array([[112, 112], [150, 160], [100, 120], [140, 150], [120, 100]], float)
+    scale = np.array([1.12, 1.3, 0.9, 1.1, 1.0])
+    joints = center[:, None] + rng.uniform(-60, 60, (n, 14, 2))
+    joints[1, 5] = np.nan  # an unknown joint
+    spine = center + rng.uniform(-10, 10, (n, 2))
+    path = tmp_path_factory.mktemp("ann") / "tiny.npz"
+    save_annotations(path, Annotations(names, center, scale, joints, spine, dataset="tiny"))
+    return path, root

@@ -12,24 +12,6 @@ from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations, save
 from meshconf.errors import MeshconfError
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory, shared):
-    root = tmp_path_factory.mktemp("images")
-    shutil.copy(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png", root / "a.png")
-    shutil.copy(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg", root / "b.jpg")
-    rng = np.random.default_rng(0)
-    n = 5
-    names = np.array(["a.png", "b.jpg", "a.png", "b.jpg", "a.png"])
-    center = np.array([[112, 112], [150, 160], [100, 120], [140, 150], [120, 100]], float)
-    scale = np.array([1.12, 1.3, 0.9, 1.1, 1.0])
-    joints = center[:, None] + rng.uniform(-60, 60, (n, 14, 2))
-    joints[1, 5] = np.nan  # an unknown joint
-    spine = center + rng.uniform(-10, 10, (n, 2))
-    path = tmp_path_factory.mktemp("ann") / "tiny.npz"
-    save_annotations(path, Annotations(names, center, scale, joints, spine, dataset="tiny"))
-    return path, root
-
-
 def test_annotation_roundtrip_and_dataset(tiny_dataset):
     path, root = tiny_dataset
     a = load_annotations(path)
@@ -138,3 +120,27 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
                    "--out", str(tmp_path / "out"), "--name", "3dpw_test", "--occlude",
                    "--data-dir", str(demo_data_dir)]) == 0
     assert np.load(tmp_path / "out" / "3dpw_test_sp_op.npy").shape == (2, 14)
+
+
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir):
+    """`torchrun` with 2 CPU processes (gloo): each takes every other row, rank 0 writes the merged arrays."""
+    import os
+    import subprocess
+    import sys
+
+    path, root = tiny_dataset
+    common = ["--annotations", str(path), "--images", str(root), "--name", "t", "--occlude", "--seed", "5",
+              "--data-dir", str(demo_data_dir), "--batch-size", "2"]
+    assert X.main(common + ["--out", str(tmp_path / "one")]) == 0
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "meshconf.extract", *common,
+                           "--out", str(tmp_path / "two"), "--threads", "1"], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for suffix in ("sp_op", "sp_gt", "conf"):
+        np.testing.assert_allclose(np.load(tmp_path / "two" / f"t_{suffix}.npy"),
+                                   np.load(tmp_path / "one" / f"t_{suffix}.npy"), atol=1e-4, equal_nan=True)
+    manifest = json.loads((tmp_path / "two" / "t_manifest.json").read_text())
+    assert manifest["processes"] == 2 and len(manifest["row_keys"]) == 5
+    assert manifest["row_keys"][1][0] == "b.jpg"

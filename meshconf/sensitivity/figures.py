@@ -58,3 +58,54 @@ def mean_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
                      f"{result.unit} (red: worst window)", fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.046, label=f"mean {_label(result)}")
     return _to_rgb(fig)
+
+
+# ---------------------------------------------------------------------------------------------- dataset analysis
+def template_figure(values14, vertices, faces, cam_t, segmentation, label: str, title: str,
+                    res: int = 960) -> np.ndarray:
+    """The template body, each part coloured by the dataset's mean error when that part's joint(s) were occluded."""
+    from .. import render
+    from ..figures import with_colorbar
+
+    values = np.asarray(values14, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    vertex_rgb = render.colormap(render.vertex_values(values, segmentation, len(vertices)), vmin, vmax)
+    image, _ = render.render(vertices, faces, cam_t, np.zeros((res, res, 3), np.uint8), vertex_rgb=vertex_rgb)
+    return with_colorbar(image, label, vmin, vmax, title)
+
+
+def summary_figure(rows, matrix: np.ndarray, model: str, unit: str, reference: str) -> np.ndarray:
+    """Left: mean error per occluded joint, with the same images unoccluded. Right: which joints suffer
+    (mean error of each measured joint, rows = occluded joint)."""
+    plt = _pyplot()
+    fig, (bars, grid) = plt.subplots(1, 2, figsize=(17, 6.2), layout="constrained",
+                                     gridspec_kw={"width_ratios": [1.25, 1]})
+    x = np.arange(len(rows))
+    bars.bar(x - 0.2, [r.mean_error for r in rows], 0.4, label="occluded", color="tab:red")
+    bars.bar(x + 0.2, [r.unoccluded for r in rows], 0.4, label="same images, unoccluded", color="tab:gray")
+    bars.set_xticks(x, [r.joint for r in rows], rotation=45, ha="right")
+    bars.set_ylabel(f"mean error over the 14 joints ({unit})")
+    bars.set_title(f"{model}: occluding one joint at a time (n = {max(r.images for r in rows)} images, "
+                   f"reference: {reference})", fontsize=10)
+    bars.legend()
+    shown = grid.imshow(matrix, cmap="jet")
+    grid.set_xticks(x, [r.joint for r in rows], rotation=90)
+    grid.set_yticks(x, [r.joint for r in rows])
+    grid.set_xlabel("measured joint")
+    grid.set_ylabel("occluded joint")
+    grid.set_title("mean error of each joint", fontsize=10)
+    fig.colorbar(shown, ax=grid, fraction=0.046, label=unit)
+    return _to_rgb(fig)
+
+
+def examples_figure(variants: np.ndarray, occluded: np.ndarray) -> np.ndarray:
+    """One image's 15 variants (unoccluded first), to check where the occluders landed."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(3, 5, figsize=(12.5, 7.8), layout="constrained")
+    for i, ax in enumerate(axes.ravel()):
+        ax.imshow(np.clip(variants[i], 0, 255).astype(np.uint8))
+        name = "unoccluded" if i == 0 else C.J14_NAMES[i - 1] + ("" if occluded[i - 1] else " (not occluded)")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    return _to_rgb(fig)

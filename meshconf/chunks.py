@@ -1,0 +1,85 @@
+"""Resumable dataset jobs: results are written per batch as chunk files, atomically, and merged in row order.
+
+A chunk is an `.npz` holding `index` (the dataset rows it covers) and arrays with one entry per row. A restart skips
+the rows any chunk already holds, so an interrupt loses at most the batch in flight, and the merged result does not
+depend on where the run stopped or on the batch size.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+from .errors import MeshconfError
+from .imageio import write_atomic
+
+
+class ChunkStore:
+    def __init__(self, folder: str):
+        self.folder = folder
+
+    def bind(self, settings: dict) -> None:
+        """Tie the folder to one run's settings, so a resumed run cannot mix in chunks made differently."""
+        path = os.path.join(self.folder, "settings.json")
+        settings = json.loads(json.dumps(settings))  # the form it takes on disk
+        if os.path.isfile(path):
+            with open(path) as fh:
+                saved = json.load(fh)
+            if saved != settings:
+                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+                raise MeshconfError(f"{self.folder} holds an unfinished run with other settings ({', '.join(changed)}); "
+                                    "repeat that run's command to resume it, or use another --out/--name")
+            return
+        os.makedirs(self.folder, exist_ok=True)
+        write_atomic(path, json.dumps(settings, indent=1).encode())
+
+    def _files(self) -> list[str]:
+        return sorted(glob.glob(os.path.join(self.folder, "chunk_*.npz")))
+
+    def done(self) -> set[int]:
+        rows: set[int] = set()
+        for path in self._files():
+            with np.load(path, allow_pickle=False) as npz:
+                rows.update(int(i) for i in npz["index"])
+        return rows
+
+    def write(self, arrays: dict[str, np.ndarray]) -> None:
+        os.makedirs(self.folder, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(os.path.join(self.folder, f"chunk_{int(arrays['index'][0]):09d}.npz"), buffer.getvalue())
+
+    def merged(self, keys) -> dict[str, np.ndarray]:
+        """Every chunk's arrays concatenated and put in row order."""
+        parts: dict[str, list] = {k: [] for k in ("index", *keys)}
+        for path in self._files():
+            with np.load(path, allow_pickle=False) as npz:
+                for key in parts:
+                    parts[key].append(npz[key])
+        order = np.argsort(np.concatenate(parts["index"]), kind="stable")
+        return {key: np.concatenate(values)[order] for key, values in parts.items()}
+
+
+def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], batch_size: int, desc: str,
+                max_batches: int | None = None, progress: bool = True, rows=None) -> bool:
+    """Run `process` on collated batches of the rows not done yet (of `rows`, default all) and store each result.
+    Returns whether every row is done."""
+    from tqdm import tqdm
+
+    from .dataset.crops import collate
+
+    rows = range(len(dataset)) if rows is None else rows
+    done = store.done()
+    todo = [i for i in rows if i not in done]
+    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)][:max_batches]
+    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=not progress) as bar:
+        for batch in batches:
+            store.write(process(collate([dataset[i] for i in batch])))
+            bar.update(len(batch))
+    done = store.done()
+    return all(i in done for i in rows)

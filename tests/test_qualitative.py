@@ -1,0 +1,66 @@
+"""`meshconf qualitative`: one dataset image's predicted and ground-truth confidence, its ED row found through the
+manifest."""
+
+import json
+
+import numpy as np
+import pytest
+
+from meshconf import extract as X
+from meshconf import qualitative as Q
+from meshconf.dataset import Annotations, load_annotations, save_annotations
+
+
+@pytest.fixture(scope="module")
+def arrays(tmp_path_factory, tiny_dataset, demo_data_dir):
+    path, root = tiny_dataset
+    out = tmp_path_factory.mktemp("arrays")
+    assert X.main(["--annotations", str(path), "--images", str(root), "--out", str(out), "--name", "tiny_test",
+                   "--data-dir", str(demo_data_dir), "--batch-size", "5"]) == 0
+    return out
+
+
+def test_pictures_and_report(tmp_path, tiny_dataset, arrays, demo_data_dir):
+    path, root = tiny_dataset
+    assert Q.main(["--dataset", "3dpw", "--img_number", "3", "--annotations", str(path), "--images", str(root),
+                   "--arrays", str(arrays), "--name", "tiny_test", "--data-dir", str(demo_data_dir),
+                   "--renderer", "software", "--render-res", "224", "--out", str(tmp_path)]) == 0
+    for key in ("orig", "mesh_confidence_pred", "mesh_confidence_gt", "wj_confidence_pred", "wj_confidence_gt",
+                "panel"):
+        assert (tmp_path / f"3dpw_img_3_{key}.png").stat().st_size > 0
+    report = json.loads((tmp_path / "3dpw_img_3_report.json").read_text())
+    assert report["array_row"] == 3 and report["matched_by"] == "manifest" and report["imgname"] == "b.jpg"
+    ed = np.load(arrays / "tiny_test_sp_op.npy")[3]
+    np.testing.assert_allclose(report["ed_px"], ed * 112, equal_nan=True)
+    se = np.load(arrays / "tiny_test_sp_gt.npy")[3]
+    assert report["accurate_ground_truth"] == bool(se.max() < 0.1)
+
+
+def test_rows_found_by_image_not_position(tmp_path, tiny_dataset, arrays, demo_data_dir):
+    path, root = tiny_dataset
+    a = load_annotations(path)
+    order = np.arange(len(a))[::-1]  # the same rows, reversed
+    reversed_path = tmp_path / "reversed.npz"
+    save_annotations(reversed_path, Annotations(a.imgname[order], a.center[order], a.scale[order], a.joints2d[order],
+                                                a.spine2d[order], dataset="tiny"))
+    row = Q.find_row(str(arrays), "tiny_test", "a.png", load_annotations(reversed_path).center[0], 0, 5)
+    assert row.row == 4 and row.matched_by == "manifest"
+    np.testing.assert_array_equal(row.ed, np.load(arrays / "tiny_test_sp_op.npy")[4])
+    # a row the arrays never saw
+    from meshconf.errors import MeshconfError
+    with pytest.raises(MeshconfError, match="another annotation file"):
+        Q.find_row(str(arrays), "tiny_test", "a.png", (1.0, 2.0), 0, 5)
+
+
+def test_arrays_without_manifest(tmp_path, arrays):
+    import shutil
+
+    from meshconf.errors import MeshconfError
+
+    for suffix in ("sp_op", "sp_gt", "conf"):
+        shutil.copy(arrays / f"tiny_test_{suffix}.npy", tmp_path)
+    with pytest.raises(MeshconfError, match="--by-position"):
+        Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5)
+    assert Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5, by_position=True).row == 2
+    with pytest.raises(MeshconfError, match="cannot be matched by position"):
+        Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 6, by_position=True)
