@@ -83,6 +83,8 @@ def _write_3dpw(root, shared):
     intrinsics = np.array([[500.0, 0, 240], [0, 500.0, 135], [0, 0, 1]])
     extrinsics = np.tile(np.eye(4), (frames, 1, 1))
     extrinsics[:, 2, 3] = 4.0  # the person stands 4 m in front of the camera
+    c, s = np.cos(0.3), np.sin(0.3)
+    extrinsics[:, :3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]  # and the camera is turned
     rng = np.random.default_rng(0)
     joints = rng.uniform(-0.4, 0.4, (frames, 72))
     poses2d = np.zeros((frames, 3, 18))
@@ -116,6 +118,10 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
     np.testing.assert_allclose(a.joints2d[1], px[list(C.SMPL24_TO_J14)])
     np.testing.assert_allclose(a.spine2d[1], px[C.SMPL24_SPINE])
     assert str(a.extra["gender"][0]) == "f" and a.dataset == "3dpw_test"
+    from scipy.spatial.transform import Rotation
+    root = Rotation.from_matrix(seq["cam_poses"][2][:3, :3] @ Rotation.from_rotvec(seq["poses"][0][2][:3]).as_matrix())
+    np.testing.assert_allclose(a.extra["pose"][1][:3], root.as_rotvec(), atol=1e-6)  # root in the camera frame
+    np.testing.assert_allclose(a.extra["pose"][1][3:], seq["poses"][0][2][3:72])
     assert X.main(["--annotations", str(tmp_path / "ann.npz"), "--images", str(tmp_path / "3DPW" / "imageFiles"),
                    "--out", str(tmp_path / "out"), "--name", "3dpw_test", "--occlude",
                    "--data-dir", str(demo_data_dir)]) == 0

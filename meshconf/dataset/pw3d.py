@@ -2,7 +2,8 @@
 
 Per sequence and person, every frame whose camera pose is valid becomes a row (SPIN's pw3d.py rule): the box
 comes from the person's 2D keypoints (`poses2d`, confidence > 0), centre of their extent, scale 1.2 x max side / 200.
-Ground truth: the 24 SMPL joints (`jointPositions`, world metres) through the frame's camera (`cam_poses`,
+SMPL pose: the root orientation is turned into the camera frame, as SPIN's preprocessor did. Ground truth: the 24
+SMPL joints (`jointPositions`, world metres) through the frame's camera (`cam_poses`,
 `cam_intrinsics`) to image px, mapped to J14, with SMPL joint 6 (spine2) as the spine. The sequence pickles are
 Python 2 pickles of numpy arrays; they are read with the restricted unpickler (nothing in them is executed).
 """
@@ -37,6 +38,14 @@ def project(points_world: np.ndarray, extrinsics: np.ndarray, intrinsics: np.nda
     return pixels[:, :2] / pixels[:, 2:3]
 
 
+def camera_root(root_axis_angle: np.ndarray, camera_rotation: np.ndarray) -> np.ndarray:
+    """The body's root orientation in the camera frame (SPIN's pw3d.py: R_cam @ R_root), as axis-angle."""
+    import cv2
+
+    rotation = camera_rotation @ cv2.Rodrigues(np.asarray(root_axis_angle, dtype=np.float64).reshape(3, 1))[0]
+    return cv2.Rodrigues(rotation)[0].ravel()
+
+
 def sequence_rows(seq: dict) -> list[dict]:
     name = str(seq["sequence"])
     rows = []
@@ -51,11 +60,13 @@ def sequence_rows(seq: dict) -> list[dict]:
             lo, hi = seen.min(0), seen.max(0)
             joints = np.asarray(seq["jointPositions"][person][frame], dtype=np.float64).reshape(24, 3)
             px = project(joints, np.asarray(seq["cam_poses"][frame], dtype=np.float64), intrinsics)
+            pose = np.asarray(seq["poses"][person][frame], dtype=np.float64)[:72].copy()
+            pose[:3] = camera_root(pose[:3], np.asarray(seq["cam_poses"][frame], dtype=np.float64)[:3, :3])
             rows.append(dict(
                 imgname=os.path.join(name, f"image_{frame:05d}.jpg"), center=(lo + hi) / 2,
                 scale=BOX_RESCALE * float((hi - lo).max()) / C.BOX_SCALE_PX,
                 joints2d=px[list(C.SMPL24_TO_J14)], spine2d=px[C.SMPL24_SPINE],
-                pose=np.asarray(seq["poses"][person][frame], dtype=np.float64)[:72],
+                pose=pose,
                 betas=np.asarray(seq["betas"][person], dtype=np.float64)[:10],
                 gender=str(seq["genders"][person])))
     return rows
