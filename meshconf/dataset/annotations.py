@@ -5,7 +5,8 @@
     scale     (N,)      float  SPIN box scale (box side / 200 px)
     joints2d  (N,14,2)  float  ground-truth joints in meshconf's J14 order, original image px (NaN = unknown)
     spine2d   (N,2)     float  ground-truth spine (the relative-ED anchor), original image px
-    optional: pose (N,72), betas (N,10), gender (N,) str, joints3d (N,14,3) metres, dataset (0-d str)
+    optional: pose (N,72) axis-angle, root in the camera frame; betas (N,10); gender (N,) str ('m'/'f');
+              joints3d (N,14,3) metres, pelvis-centred; box_source (how boxes were made); dataset (0-d str)
 
 Row order is the dataset's own order, so extracted arrays can be traced back to images.
 """
@@ -37,6 +38,14 @@ class Annotations:
 
     def __len__(self) -> int:
         return len(self.imgname)
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], dataset: str, **extra) -> "Annotations":
+        """Stack per-row dicts (the required fields plus any optional ones) into one annotation set; `extra`
+        adds whole-file arrays."""
+        stacked = {key: np.stack([np.asarray(r[key]) for r in rows]) for key in rows[0]}
+        required = [stacked.pop(key) for key in REQUIRED]
+        return cls(*required, {**stacked, **extra}, dataset=dataset)
 
 
 def save_annotations(path, a: Annotations) -> None:

@@ -126,13 +126,7 @@ def read_h36m(root, protocol: int = 1, subjects=SUBJECTS, every: int = EVERY) ->
         raise MeshconfError(f"no Human3.6M pose files under {root}/{{{','.join(subjects)}}}/MyPoseFeatures/"
                             "D2_Positions; expected the dataset's own layout")
 
-    def stack(key):
-        return np.stack([r[key] for r in rows])
-
-    return Annotations(np.array([r["imgname"] for r in rows]), stack("center"), stack("scale"), stack("joints2d"),
-                       stack("spine2d"), {"joints3d": stack("joints3d"),
-                                          "box_source": np.array(sorted(box_sources))},
-                       dataset=f"h36m_p{protocol}")
+    return Annotations.from_rows(rows, f"h36m_p{protocol}", box_source=np.array(sorted(box_sources)))
 
 
 def extract_frames(root, out=None, subjects=SUBJECTS, every: int = EVERY, protocol: int = 1,

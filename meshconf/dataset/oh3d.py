@@ -49,8 +49,4 @@ def read_3doh(root) -> Annotations:
         raise MeshconfError(f"{path}: expected an object mapping image keys to annotations")
     rows = [_entry(key, annots[key], path) for key in sorted(annots)]
 
-    def stack(key):
-        return np.stack([r[key] for r in rows])
-
-    return Annotations(np.array([r["imgname"] for r in rows]), stack("center"), stack("scale"), stack("joints2d"),
-                       stack("spine2d"), {"pose": stack("pose"), "betas": stack("betas")}, dataset="3doh_test")
+    return Annotations.from_rows(rows, "3doh_test")

@@ -82,9 +82,4 @@ def read_3dpw(root, split: str = "test") -> Annotations:
     if not rows:
         raise MeshconfError(f"3DPW {split}: no frame with a valid camera pose")
 
-    def stack(key):
-        return np.stack([r[key] for r in rows])
-
-    return Annotations(np.array([r["imgname"] for r in rows]), stack("center"), stack("scale"), stack("joints2d"),
-                       stack("spine2d"), {"pose": stack("pose"), "betas": stack("betas"),
-                                          "gender": np.array([r["gender"] for r in rows])}, dataset=f"3dpw_{split}")
+    return Annotations.from_rows(rows, f"3dpw_{split}")
