@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .. import geometry
+from ..errors import MeshconfError
 from ..imageio import read_bgr
 from .annotations import Annotations, load_annotations
 
@@ -25,7 +26,10 @@ class AnnotatedCrops(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         a = self.annotations
-        image = read_bgr(os.path.join(self.image_root, str(a.imgname[i])))
+        try:
+            image = read_bgr(os.path.join(self.image_root, str(a.imgname[i])))
+        except MeshconfError as exc:
+            raise MeshconfError(f"{exc} (row {i} of the annotations; is --images the right folder?)") from None
         center, scale = a.center[i], float(a.scale[i])
         crop = geometry.crop(image[:, :, ::-1], center, scale)
 
