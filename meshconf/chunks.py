@@ -83,3 +83,56 @@ def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], bat
             bar.update(len(batch))
     done = store.done()
     return all(i in done for i in rows)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size): under `torchrun` the process group is joined (NCCL on GPUs, else gloo)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def local_device() -> str:
+    """This process's device: its own GPU under torchrun (LOCAL_RANK), else the first GPU, else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    torch.cuda.set_device(device)
+    return device
+
+
+def shard(n: int, rank: int, world: int, rows=None) -> list[int]:
+    """The rows this process works on: every world-th, starting at its rank (of `rows`, default all n)."""
+    rows = list(range(n)) if rows is None else list(rows)
+    return rows[rank::world]
+
+
+def collect(store: ChunkStore, keys, rows: list[int], finished: bool, rank: int = 0,
+            world: int = 1) -> tuple[bool, dict[str, np.ndarray] | None]:
+    """(whether every process finished, every row's arrays merged in row order on rank 0 and None elsewhere).
+    Each process sends its own rows, so the chunk folders need not be shared."""
+    def own() -> dict[str, np.ndarray]:
+        merged = store.merged(keys)
+        mine = np.isin(merged["index"], rows)
+        return {k: v[mine] for k, v in merged.items()}
+
+    if world == 1:
+        return finished, (own() if finished else None)
+    import torch.distributed as dist
+
+    shards = [None] * world if rank == 0 else None
+    dist.gather_object(own() if finished else None, shards, dst=0)
+    complete = [rank == 0 and all(s is not None for s in shards)]
+    dist.broadcast_object_list(complete, src=0)
+    if not complete[0] or rank != 0:
+        return complete[0], None
+    order = np.argsort(np.concatenate([s["index"] for s in shards]), kind="stable")
+    return True, {k: np.concatenate([s[k] for s in shards])[order] for k in ("index", *keys)}

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from . import __version__, assets, geometry, sp_op
-from .chunks import ChunkStore, run_chunked
+from .chunks import ChunkStore, collect, distributed, local_device, run_chunked, shard
 from . import constants as C
 from .errors import MeshconfError
 from .imageio import write_atomic
@@ -106,18 +106,6 @@ def done_rows(out: str, name: str) -> set[int]:
 KEYS = ("ed", "se", "conf")
 
 
-def distributed() -> tuple[int, int]:
-    """(rank, world size): under `torchrun` the process group is joined (NCCL on GPUs, else gloo)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
             seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
             rank: int = 0, world: int = 1) -> bool:
@@ -129,35 +117,16 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
     store = _store(out, name)
     store.bind({"rows": len(dataset), "occlude": occlude, "seed": seed if occlude else None,
                 "occ_size": occ_size if occlude else None})
-    rows = list(range(rank, len(dataset), world))
+    rows = shard(len(dataset), rank, world)
 
     def process(batch):
         return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
 
     finished = run_chunked(dataset, store, process, batch_size, name if world == 1 else f"{name} [{rank}/{world}]",
                            max_batches, progress, rows=rows)
-    if world > 1:
-        import torch.distributed as dist
-
-        shard = None
-        if finished:
-            merged = store.merged(KEYS)
-            mine = np.isin(merged["index"], rows)
-            shard = {k: v[mine] for k, v in merged.items()}
-        shards = [None] * world if rank == 0 else None
-        dist.gather_object(shard, shards, dst=0)
-        complete = [rank == 0 and all(s is not None for s in shards)]
-        dist.broadcast_object_list(complete, src=0)
-        if not complete[0]:
-            return False
-        if rank != 0:
-            return True
-        order = np.argsort(np.concatenate([s["index"] for s in shards]), kind="stable")
-        merged = {k: np.concatenate([s[k] for s in shards])[order] for k in KEYS}
-    elif not finished:
-        return False
-    else:
-        merged = store.merged(KEYS)
+    complete, merged = collect(store, KEYS, rows, finished, rank, world)
+    if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
+        return complete
     for key, suffix in (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf")):
         buffer = io.BytesIO()
         np.save(buffer, merged[key])
@@ -190,10 +159,7 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world = distributed()
-    device = "cpu"
-    if torch.cuda.is_available():
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        torch.cuda.set_device(device)
+    device = local_device()
     dataset = AnnotatedCrops(args.annotations, args.images)
     names = [n for n in ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body")
              if not (args.checkpoint and n == "spin_checkpoint")]

@@ -130,20 +130,13 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
 
 def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir):
     """`torchrun` with 2 CPU processes (gloo): each takes every other row, rank 0 writes the merged arrays."""
-    import os
-    import subprocess
-    import sys
+    from conftest import run_torchrun
 
     path, root = tiny_dataset
     common = ["--annotations", str(path), "--images", str(root), "--name", "t", "--occlude", "--seed", "5",
               "--data-dir", str(demo_data_dir), "--batch-size", "2"]
     assert X.main(common + ["--out", str(tmp_path / "one")]) == 0
-    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "meshconf.extract", *common,
-                           "--out", str(tmp_path / "two"), "--threads", "1"], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun("meshconf.extract", common + ["--out", str(tmp_path / "two"), "--threads", "1"])
     for suffix in ("sp_op", "sp_gt", "conf"):
         np.testing.assert_allclose(np.load(tmp_path / "two" / f"t_{suffix}.npy"),
                                    np.load(tmp_path / "one" / f"t_{suffix}.npy"), atol=1e-4, equal_nan=True)

@@ -168,3 +168,18 @@ def test_job_openpose_one_image(tmp_path, tiny_dataset, demo_data_dir):
     assert summary["unit"] == "px" and summary["images"] == 1 and len(summary["per_occluded_joint"]) == 14
     assert summary["fill_rgb"] == [0.0, 0.0, 0.0] and np.shape(summary["matrix"]) == (14, 14)
     assert (tmp_path / "openpose_template.png").stat().st_size > 0
+
+
+def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir, shared):
+    from conftest import run_torchrun
+
+    shutil.copy(shared / "data" / "spin" / "J_regressor_h36m.npy", demo_data_dir)
+    path, root = tiny_dataset
+    argv = ["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
+            "--model", "spin", "--every", "2", "--batch-size", "1"]
+    assert job.main(argv + ["--out", str(tmp_path / "one")]) == 0
+    run_torchrun("meshconf.sensitivity", argv + ["--out", str(tmp_path / "two"), "--threads", "1"])
+    with np.load(tmp_path / "one" / "spin_errors.npz") as one, np.load(tmp_path / "two" / "spin_errors.npz") as two:
+        np.testing.assert_array_equal(two["index"], [0, 2, 4])
+        np.testing.assert_allclose(two["errors"], one["errors"], atol=1e-2)
+    assert (json.loads((tmp_path / "two" / "spin_summary.json").read_text())["images"]) == 3

@@ -63,13 +63,13 @@ def _model_paths(todo, args) -> dict[str, str]:
     return assets.require_all(names, args.data_dir)
 
 
-def _load_spin(args, paths):
+def _load_spin(args, paths, device="cpu"):
     import torch
 
     from ..models import load_smpl, load_spin
     from ..models.resnet import fold_batchnorm
-    spin = fold_batchnorm(load_spin(args.checkpoint or paths["spin_checkpoint"]))
-    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"])
+    spin = fold_batchnorm(load_spin(args.checkpoint or paths["spin_checkpoint"], device))
+    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
     regressor = torch.from_numpy(np.load(paths["J_regressor_h36m"], allow_pickle=False)).float()
     return spin, smpl, regressor
 
@@ -191,7 +191,7 @@ def run_dataset(args) -> int:
     import csv
     import io
 
-    from ..chunks import ChunkStore, run_chunked
+    from ..chunks import ChunkStore, collect, distributed, local_device, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from . import dataset as ds
     from . import figures
@@ -207,15 +207,20 @@ def run_dataset(args) -> int:
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
     paths = _model_paths(todo, args)
     os.makedirs(args.out, exist_ok=True)
-    first = data[rows[0]]
-    variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], args.occ_size, fill)
-    write_image(os.path.join(args.out, "examples.png"), figures.examples_figure(variants[0], occluded[0])[:, :, ::-1])
+    rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
+    device = local_device()
+    mine = shard(len(data), rank, world, rows)
+    if rank == 0:
+        first = data[rows[0]]
+        variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], args.occ_size, fill)
+        write_image(os.path.join(args.out, "examples.png"),
+                    figures.examples_figure(variants[0], occluded[0])[:, :, ::-1])
     settings = {"annotations_rows": len(data), "rows": [rows[0], args.every, len(rows)], "occ_size": args.occ_size,
                 "fill_rgb": list(fill)}
     for model in todo:
         store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
         if model == "spin":
-            spin, smpl, regressor = _load_spin(args, paths)
+            spin, smpl, regressor = _load_spin(args, paths, device)
             truth = _GroundTruth3D(data.annotations, paths, args.data_dir, regressor)
             reference, unit, keys = truth.description, "mm", ("errors", "pa", "occluded")
 
@@ -225,7 +230,7 @@ def run_dataset(args) -> int:
                 return {"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"], "occluded": occ}
         else:
             from ..openpose import load_body
-            body = load_body(paths["openpose_body"])
+            body = load_body(paths["openpose_body"], device)
             reference, unit, keys = "ground truth (2D joints)", "px", ("errors", "occluded")
 
             def process(batch):
@@ -234,12 +239,14 @@ def run_dataset(args) -> int:
                         "occluded": occ}
         store.bind({**settings, "model": model, "reference": reference})
         start = time.perf_counter()
-        if not run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=rows):
+        finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
+                               progress=rank == 0)
+        complete, merged = collect(store, keys, mine, finished, rank, world)
+        if not complete:
             raise MeshconfError("the analysis stopped before every row was done; run the same command to resume")
+        if rank != 0:
+            continue
         seconds = time.perf_counter() - start
-        merged = store.merged(keys)
-        wanted = np.isin(merged["index"], rows)
-        merged = {k: v[wanted] for k, v in merged.items()}
         summary = ds.summarise(merged["errors"], merged["occluded"])
         matrix = ds.occlusion_matrix(merged["errors"], merged["occluded"])
         info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
