@@ -38,7 +38,8 @@ def test_batched_resumed_and_single_runs_agree(tmp_path, tiny_dataset, spin_mode
     data = AnnotatedCrops(path, root)
     args = (spin_model, smpl_layer, body_model, data)
     assert X.extract(*args, str(tmp_path / "b5"), "t", batch_size=5, occlude=True, seed=3, progress=False)
-    assert X.extract(*args, str(tmp_path / "b1"), "t", batch_size=1, occlude=True, seed=3, progress=False)
+    assert X.extract(*args, str(tmp_path / "b1"), "t", batch_size=1, occlude=True, seed=3, progress=False,
+                     workers=2)  # images read in two background processes
     # interrupted after one batch of 2, then resumed with another batch size
     assert not X.extract(*args, str(tmp_path / "r"), "t", batch_size=2, occlude=True, seed=3, max_batches=1,
                          progress=False)

@@ -44,6 +44,7 @@ def add_arguments(parser) -> None:
     d.add_argument("--every", type=int, default=1, help="analyse every k-th row (default: all)")
     d.add_argument("--max-images", type=int, help="stop after this many rows (after --every)")
     d.add_argument("--out", default="sensitivity_dataset", help="output folder (default: %(default)s)")
+    d.add_argument("--workers", type=int, default=0, help="image-reading processes (default: 0; 4-8 on a GPU)")
     _common(d, "images per step, 15 crops each", 4)
     p = sub.add_parser("image", help="sliding occluder over one crop")
     p.add_argument("image", help="an image; by default it is treated as a crop with the person centred")
@@ -240,7 +241,7 @@ def run_dataset(args) -> int:
         store.bind({**settings, "model": model, "reference": reference})
         start = time.perf_counter()
         finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
-                               progress=rank == 0)
+                               progress=rank == 0, workers=args.workers)
         complete, merged = collect(store, keys, mine, finished, rank, world)
         if not complete:
             raise MeshconfError("the analysis stopped before every row was done; run the same command to resume")
