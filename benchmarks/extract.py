@@ -32,6 +32,7 @@ from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
 from meshconf.dataset.crops import collate  # noqa: E402
 from meshconf.extract import extract  # noqa: E402
 from meshconf.models import load_smpl, load_spin  # noqa: E402
+from meshconf.models.resnet import fold_batchnorm  # noqa: E402
 from meshconf.openpose import detect, load_body  # noqa: E402
 from meshconf.recipe import write_openpose_weights, write_spin_checkpoint  # noqa: E402
 from meshconf.runtime import keep_freed_memory  # noqa: E402
@@ -90,7 +91,8 @@ def main(argv=None) -> int:
         write_openpose_weights(body_path, 0)
         spin, body = load_spin(ckpt), load_body(body_path)
         smpl = load_smpl(SHARED / "golden" / "smpl_synthetic", SHARED / "data" / "spin" / "J_regressor_extra.npy")
-        cases = [(f"meshconf extract, batch {b}", lambda b=b, k=k: extract(spin, smpl, body, dataset,
+        folded = fold_batchnorm(spin)  # as `meshconf extract` runs it
+        cases = [(f"meshconf extract, batch {b}", lambda b=b, k=k: extract(folded, smpl, body, dataset,
                                                                             str(tmp / f"out{k}"), "bench",
                                                                             batch_size=b, progress=False))
                  for k, b in enumerate((1, 16, 64))]

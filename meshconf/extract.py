@@ -83,7 +83,8 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                 occluded[k] = joint
     device = next(spin.parameters()).device
     with torch.inference_mode():
-        rotmat, betas, camera = spin(geometry.normalize_crop(crops).to(device))
+        x = geometry.normalize_crop(crops).to(device).contiguous(memory_format=torch.channels_last)
+        rotmat, betas, camera = spin(x)
         keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
     detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops], batch_size=len(crops))
     ed, se, conf = [], [], []
@@ -156,6 +157,7 @@ def row_keys(annotations) -> list:
 def run(args) -> int:
     from .dataset import AnnotatedCrops
     from .models import load_smpl, load_spin
+    from .models.resnet import fold_batchnorm
     from .openpose import load_body
 
     if args.threads:
@@ -167,7 +169,7 @@ def run(args) -> int:
              if not (args.checkpoint and n == "spin_checkpoint")]
     paths = assets.require_all(names, args.data_dir)
     checkpoint = args.checkpoint or paths["spin_checkpoint"]
-    spin = load_spin(checkpoint, device)
+    spin = fold_batchnorm(load_spin(checkpoint, device))  # same outputs to float rounding, faster in batches
     smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
     body = load_body(paths["openpose_body"], device)
     if not extract(spin, smpl, body, dataset, args.out, args.name, args.batch_size, args.occlude, args.seed,
