@@ -123,6 +123,8 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
     root = Rotation.from_matrix(seq["cam_poses"][2][:3, :3] @ Rotation.from_rotvec(seq["poses"][0][2][:3]).as_matrix())
     np.testing.assert_allclose(a.extra["pose"][1][:3], root.as_rotvec(), atol=1e-6)  # root in the camera frame
     np.testing.assert_allclose(a.extra["pose"][1][3:], seq["poses"][0][2][3:72])
+    np.testing.assert_allclose(a.extra["camera_extrinsics"][1], seq["cam_poses"][2][:3])
+    np.testing.assert_allclose(a.extra["camera_intrinsics"][1], seq["cam_intrinsics"])
     assert X.main(["--annotations", str(tmp_path / "ann.npz"), "--images", str(tmp_path / "3DPW" / "imageFiles"),
                    "--out", str(tmp_path / "out"), "--name", "3dpw_test", "--occlude",
                    "--data-dir", str(demo_data_dir)]) == 0

@@ -6,7 +6,8 @@
     joints2d  (N,14,2)  float  ground-truth joints in meshconf's J14 order, original image px (NaN = unknown)
     spine2d   (N,2)     float  ground-truth spine (the relative-ED anchor), original image px
     optional: pose (N,72) axis-angle, root in the camera frame; betas (N,10); gender (N,) str ('m'/'f');
-              joints3d (N,14,3) metres, pelvis-centred; box_source (how boxes were made); dataset (0-d str)
+              joints3d (N,14,3) metres, pelvis-centred; camera_intrinsics (N,3,3) and camera_extrinsics (N,3,4)
+              (world -> image px); box_source (how boxes were made); dataset (0-d str)
 
 Row order is the dataset's own order, so extracted arrays can be traced back to images.
 """

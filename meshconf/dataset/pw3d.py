@@ -66,7 +66,8 @@ def sequence_rows(seq: dict) -> list[dict]:
                 imgname=os.path.join(name, f"image_{frame:05d}.jpg"), center=(lo + hi) / 2,
                 scale=BOX_RESCALE * float((hi - lo).max()) / C.BOX_SCALE_PX,
                 joints2d=px[list(C.SMPL24_TO_J14)], spine2d=px[C.SMPL24_SPINE],
-                pose=pose,
+                pose=pose, camera_intrinsics=intrinsics,
+                camera_extrinsics=np.asarray(seq["cam_poses"][frame], dtype=np.float64)[:3, :4],
                 betas=np.asarray(seq["betas"][person], dtype=np.float64)[:10],
                 gender=str(seq["genders"][person])))
     return rows
