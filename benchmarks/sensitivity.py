@@ -29,7 +29,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("MESHCONF_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from meshconf import geometry  # noqa: E402
 from meshconf.models import load_smpl, load_spin  # noqa: E402
 from meshconf.models.resnet import fold_batchnorm  # noqa: E402
 from meshconf.openpose import detect, load_body  # noqa: E402

@@ -1,14 +1,13 @@
 """Extraction over an annotated dataset: batched equals one by one, interrupted-and-resumed equals uninterrupted."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from meshconf import constants as C
 from meshconf import extract as X
-from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations, save_annotations
+from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 
 

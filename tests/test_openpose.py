@@ -9,7 +9,6 @@ from conftest import assert_matches_checksums
 import torch
 
 import reference_body
-from meshconf import constants as C
 from meshconf.errors import MeshconfError
 from meshconf.openpose import (BodyPoseModel, decode, decode_full, detect, detect_batch, load_body, people,
                                preprocess)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from meshconf import constants as C
-from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations, save_annotations
+from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations
 from meshconf.dataset.crops import collate
 from meshconf.sensitivity import dataset as ds
-from meshconf.sensitivity import job
+from meshconf.sensitivity import dataset_job, job
 from meshconf.sensitivity.image import MM, _op_points, _pelvis, spin_j14
 from meshconf.sensitivity.occlusion import joint_window
 
@@ -117,18 +117,18 @@ def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir
     a = load_annotations(tiny_dataset[0])
     paths = {"smpl_neutral": str(demo_data_dir / "smpl"), "J_regressor_extra": str(demo_data_dir /
                                                                                    "J_regressor_extra.npy")}
-    assert job._GroundTruth3D(a, paths, demo_data_dir, regressor)(np.arange(2)) is None
+    assert dataset_job._GroundTruth3D(a, paths, demo_data_dir, regressor)(np.arange(2)) is None
     rng = np.random.default_rng(1)
     pose, betas = rng.normal(0, 0.2, (5, 72)), rng.normal(0, 1, (5, 10))
     with_params = Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d,
                               {"pose": pose, "betas": betas, "gender": np.array(["m", "f", "n", "m", "f"])})
-    truth = job._GroundTruth3D(with_params, paths, demo_data_dir, regressor)
+    truth = dataset_job._GroundTruth3D(with_params, paths, demo_data_dir, regressor)
     got = truth(np.array([3, 1]))
     assert truth.description == "ground truth (SMPL parameters)"
     np.testing.assert_allclose(got, ds.smpl_joints3d(smpl_layer, regressor, pose[[3, 1]], betas[[3, 1]]), atol=1e-6)
     joints3d = rng.normal(size=(5, 14, 3))
     annotated = Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d, {"joints3d": joints3d, **with_params.extra})
-    np.testing.assert_array_equal(job._GroundTruth3D(annotated, paths, demo_data_dir, regressor)(np.array([4])),
+    np.testing.assert_array_equal(dataset_job._GroundTruth3D(annotated, paths, demo_data_dir, regressor)(np.array([4])),
                                   joints3d[[4]])
 
 

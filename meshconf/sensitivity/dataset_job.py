@@ -1,0 +1,187 @@
+"""`meshconf sensitivity dataset`: each of the 14 ground-truth joints occluded in turn over an annotated dataset,
+all 15 variants of an image in one batch (see `meshconf.sensitivity.dataset` for the analysis itself; this module
+loads the models, runs the resumable, shardable pass and writes the table, figures and arrays)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+
+import numpy as np
+
+from .. import assets
+from ..errors import MeshconfError
+from ..imageio import write_atomic, write_image
+from . import dataset as ds
+from . import figures
+from .job import _load_spin, _model_paths, _save_npz
+
+
+def _gender_key(value) -> str:
+    text = str(value).strip().lower()
+    return {"m": "male", "male": "male", "f": "female", "female": "female"}.get(text, "neutral")
+
+
+class _GroundTruth3D:
+    """Ground-truth J14 in metres for dataset rows: `joints3d` from the annotation file when present, else the
+    rows' SMPL parameters through the row's gendered SMPL (neutral where that model or the gender is missing),
+    else None (the reference is then SPIN's unoccluded prediction)."""
+
+    def __init__(self, annotations, paths, data_dir, regressor):
+        extra = annotations.extra
+        self.joints3d = extra.get("joints3d")
+        self.params = (extra["pose"], extra["betas"]) if {"pose", "betas"} <= set(extra) else None
+        self.gender = extra.get("gender")
+        self.paths, self.data_dir, self.regressor, self.models = paths, data_dir, regressor, {}
+        self.used: set[str] = set()
+
+    @property
+    def description(self) -> str:
+        if self.joints3d is not None:
+            return "ground truth (annotated 3D joints)"
+        if self.params is not None:
+            return "ground truth (SMPL parameters)"
+        return "unoccluded prediction"
+
+    def _smpl(self, gender: str):
+        from ..models import load_smpl
+        if gender not in self.models:
+            path = assets.locate(f"smpl_{gender}", self.data_dir) if gender != "neutral" else None
+            self.models[gender] = (load_smpl(path, self.paths["J_regressor_extra"], gender) if path else
+                                   load_smpl(self.paths["smpl_neutral"], self.paths["J_regressor_extra"]))
+            if not path and gender != "neutral":
+                print(f"note: no SMPL {gender} model in the data folder; its ground truth uses the neutral model")
+        return self.models[gender]
+
+    def __call__(self, index: np.ndarray):
+        if self.joints3d is not None:
+            return np.asarray(self.joints3d[index], dtype=np.float64)
+        if self.params is None:
+            return None
+        out = np.empty((len(index), 14, 3))
+        genders = np.array([_gender_key(self.gender[i]) if self.gender is not None else "neutral" for i in index])
+        for gender in np.unique(genders):
+            rows = genders == gender
+            out[rows] = ds.smpl_joints3d(self._smpl(str(gender)), self.regressor, self.params[0][index[rows]],
+                                      self.params[1][index[rows]])
+        return out
+
+
+def _processor(model: str, args, data, paths, device, fill):
+    """(process(batch) -> chunk arrays, reference, unit, array keys) for one model."""
+    if model == "spin":
+        spin, smpl, regressor = _load_spin(args, paths, device)
+        truth = _GroundTruth3D(data.annotations, paths, args.data_dir, regressor)
+
+        def process(batch):
+            v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
+            errors = ds.spin_variant_errors(spin, smpl, regressor, v, truth(batch["index"]))
+            return {"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"], "occluded": occ}
+
+        return process, truth.description, "mm", ("errors", "pa", "occluded")
+    from ..openpose import load_body
+    body = load_body(paths["openpose_body"], device)
+
+    def process(batch):
+        v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
+        return {"index": batch["index"], "errors": ds.openpose_variant_errors(body, v, batch["joints2d"])["px"],
+                "occluded": occ}
+
+    return process, "ground truth (2D joints)", "px", ("errors", "occluded")
+
+
+def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
+    """The arrays, the table (csv + json), the bar chart and matrix, and the template body; returns the summary."""
+    summary = ds.summarise(merged["errors"], merged["occluded"])
+    matrix = ds.occlusion_matrix(merged["errors"], merged["occluded"])
+    _save_npz(os.path.join(args.out, f"{model}_errors.npz"), merged, info)
+    table = ds.table(summary)
+    write_atomic(os.path.join(args.out, f"{model}_summary.json"),
+                 json.dumps({**info, "per_occluded_joint": table, "matrix": matrix.tolist()}, indent=1).encode())
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in table)
+    write_atomic(os.path.join(args.out, f"{model}_summary.csv"), text.getvalue().encode())
+    write_image(os.path.join(args.out, f"{model}_summary.png"),
+                figures.summary_figure(summary, matrix, model, info["unit"], info["reference"])[:, :, ::-1])
+    _template(args, model, summary, info["unit"])
+    return summary
+
+
+def run_dataset(args) -> int:
+    from ..chunks import ChunkStore, collect, distributed, local_device, run_chunked, shard
+    from ..dataset import AnnotatedCrops
+    from .occlusion import parse_fill
+
+    if args.every < 1 or (args.max_images is not None and args.max_images < 1) or args.batch_size < 1:
+        raise MeshconfError("--every, --max-images and --batch-size must be positive")
+    fill = parse_fill(args.fill, args.pixel_normalised)
+    data = AnnotatedCrops(args.annotations, args.images)
+    rows = list(range(0, len(data), args.every))[:args.max_images]
+    if not rows:
+        raise MeshconfError(f"{args.annotations} has no rows")
+    todo = ("spin", "openpose") if args.model == "both" else (args.model,)
+    paths = _model_paths(todo, args)
+    os.makedirs(args.out, exist_ok=True)
+    rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
+    device = local_device()
+    mine = shard(len(data), rank, world, rows)
+    if rank == 0:
+        first = data[rows[0]]
+        variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], args.occ_size, fill)
+        write_image(os.path.join(args.out, "examples.png"),
+                    figures.examples_figure(variants[0], occluded[0])[:, :, ::-1])
+    settings = {"annotations_rows": len(data), "rows": [rows[0], args.every, len(rows)], "occ_size": args.occ_size,
+                "fill_rgb": list(fill)}
+    for model in todo:
+        store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
+        process, reference, unit, keys = _processor(model, args, data, paths, device, fill)
+        store.bind({**settings, "model": model, "reference": reference})
+        start = time.perf_counter()
+        finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
+                               progress=rank == 0, workers=args.workers)
+        complete, merged = collect(store, keys, mine, finished, rank, world)
+        if not complete:
+            raise MeshconfError("the analysis stopped before every row was done; run the same command to resume")
+        if rank != 0:
+            continue
+        seconds = time.perf_counter() - start
+        info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
+                "annotations": os.path.abspath(args.annotations), "dataset": data.annotations.dataset,
+                "occ_size": args.occ_size, "fill_rgb": list(fill), "every": args.every,
+                "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
+                "seconds_this_run": round(seconds, 1)}
+        summary = _write_outputs(args, model, merged, info)
+        worst = max(summary, key=lambda r: r.increase if np.isfinite(r.increase) else -np.inf)
+        print(f"{model}: {len(rows)} images x 15 variants ({seconds:.1f} s this run); largest increase when "
+              f"{worst.joint} is occluded: {worst.unoccluded:.1f} -> {worst.mean_error:.1f} {unit} -> "
+              f"{args.out}/{model}_summary.*")
+    return 0
+
+
+def _template(args, model, summary, unit) -> None:
+    import torch
+
+    from ..models import load_smpl
+    from ..render import fit_translation, load_segmentation
+
+    needed = ("smpl_neutral", "J_regressor_extra", "part_segmentation")
+    found = {name: assets.locate(name, args.data_dir) for name in needed}
+    if not all(found.values()):
+        lacking = ", ".join(n for n, p in found.items() if not p)
+        print(f"note: {lacking} not in the data folder (see meshconf doctor); {model}_template.png skipped")
+        return
+    smpl = load_smpl(found["smpl_neutral"], found["J_regressor_extra"])
+    rotmat, betas = ds.template_pose()
+    with torch.inference_mode():
+        vertices = smpl(rotmat, betas).vertices[0].numpy()
+    cam_t = fit_translation(vertices)
+    values = [r.mean_error for r in summary]
+    image = figures.template_figure(values, vertices, smpl.faces, cam_t, load_segmentation(found["part_segmentation"]),
+                                    f"mean error when the part's joint is occluded ({unit})",
+                                    f"{model}: occlusion sensitivity per body part")
+    write_image(os.path.join(args.out, f"{model}_template.png"), image[:, :, ::-1])
