@@ -98,3 +98,26 @@ def test_job_writes_grid_and_figures(tmp_path, demo_data_dir, shared):
             info = json.loads(str(npz["info"]))
             assert npz["errors"].shape == (4, 14) and info["windows"] == 4
             assert info["unit"] == ("mm" if model == "spin" else "px") and info["fill_rgb"] == [0.0, 0.0, 0.0]
+
+
+def test_job_on_a_dataset_row_uses_ground_truth(tmp_path, tiny_dataset, demo_data_dir, shared):
+    import shutil
+
+    from meshconf.dataset import Annotations, load_annotations, save_annotations
+
+    shutil.copy(shared / "data" / "spin" / "J_regressor_h36m.npy", demo_data_dir)
+    path, root = tiny_dataset
+    a = load_annotations(path)
+    joints3d = np.random.default_rng(0).normal(0, 0.3, (len(a), 14, 3))
+    with_3d = tmp_path / "with3d.npz"
+    save_annotations(with_3d, Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d, {"joints3d": joints3d}))
+    assert job.main(["image", "--annotations", str(with_3d), "--images", str(root), "--img-number", "2",
+                     "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "o"), "--occ-size", "112",
+                     "--stride", "112"]) == 0
+    for model in ("spin", "openpose"):
+        with np.load(tmp_path / "o" / f"{model}_grid.npz") as npz:
+            info = json.loads(str(npz["info"]))
+            assert info["reference"] == "ground truth" and "row 2 (a.png)" in info["input"]
+    with np.load(tmp_path / "o" / "spin_grid.npz") as npz:
+        assert npz["errors"].mean() > 50  # random 3D ground truth: large errors in mm, not metres
+    assert job.main(["image", "--annotations", str(with_3d), "--data-dir", str(demo_data_dir)]) == 2

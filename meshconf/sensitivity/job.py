@@ -47,8 +47,13 @@ def add_arguments(parser) -> None:
     d.add_argument("--workers", type=int, default=0, help="image-reading processes (default: 0; 4-8 on a GPU)")
     _common(d, "images per step, 15 crops each", 4)
     p = sub.add_parser("image", help="sliding occluder over one crop")
-    p.add_argument("image", help="an image; by default it is treated as a crop with the person centred")
+    p.add_argument("image", nargs="?", help="an image; by default it is treated as a crop with the person centred")
     p.add_argument("--bbox", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="person box in px")
+    p.add_argument("--annotations", help="instead of IMAGE: an annotation .npz (meshconf annotate), so errors are "
+                   "measured against its ground truth")
+    p.add_argument("--images", help="with --annotations: the image root")
+    p.add_argument("--img-number", "--img_number", dest="img_number", type=int, default=0,
+                   help="with --annotations: the row (default: %(default)s)")
     p.add_argument("--stride", type=int, default=20, help="occluder step in crop px (default: %(default)s)")
     p.add_argument("--out", default="sensitivity", help="output folder (default: %(default)s)")
     _common(p, "occluded copies per forward pass, the fastest per image here", 8)
@@ -100,14 +105,28 @@ def run_image(args) -> int:
 
     grid = Grid(224, args.occ_size, args.stride)
     fill = parse_fill(args.fill, args.pixel_normalised)
-    image = read_bgr(args.image)
-    if args.bbox:
-        from ..pipeline import box_from_xywh
-        box = box_from_xywh(*args.bbox)
-        center, scale = box.center, box.scale
+    data, gt_px, source = None, None, args.image
+    if args.annotations:
+        from ..dataset import AnnotatedCrops
+        if args.image or args.bbox or not args.images:
+            raise MeshconfError("with --annotations give --images (the image root) and no IMAGE or --bbox")
+        data = AnnotatedCrops(args.annotations, args.images)
+        if not 0 <= args.img_number < len(data):
+            raise MeshconfError(f"--img-number must be in 0..{len(data) - 1} for {args.annotations}")
+        item = data[args.img_number]
+        crop, gt_px = item["crop"], item["joints2d"]
+        source = f"{args.annotations} row {args.img_number} ({data.annotations.imgname[args.img_number]})"
+    elif args.image:
+        image = read_bgr(args.image)
+        if args.bbox:
+            from ..pipeline import box_from_xywh
+            box = box_from_xywh(*args.bbox)
+            center, scale = box.center, box.scale
+        else:
+            center, scale = geometry.centered_box(*image.shape[:2])
+        crop = geometry.crop(image[:, :, ::-1], center, scale)
     else:
-        center, scale = geometry.centered_box(*image.shape[:2])
-    crop = geometry.crop(image[:, :, ::-1], center, scale)
+        raise MeshconfError("give an IMAGE, or --annotations and --images (with --img-number) for a dataset row")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
     paths = _model_paths(todo, args)
     os.makedirs(args.out, exist_ok=True)
@@ -115,19 +134,24 @@ def run_image(args) -> int:
     for model in todo:
         if model == "spin":
             spin, smpl, regressor = _load_spin(args, paths)
+            gt_m = None
+            if data is not None:
+                from .dataset_job import _GroundTruth3D
+                truth = _GroundTruth3D(data.annotations, paths, args.data_dir, regressor)(np.array([args.img_number]))
+                gt_m = None if truth is None else truth[0]
             start = time.perf_counter()
-            result = spin_sensitivity(spin, smpl, regressor, crop, grid, fill, args.batch_size)
+            result = spin_sensitivity(spin, smpl, regressor, crop, grid, fill, args.batch_size, gt_j14_m=gt_m)
         else:
             from ..openpose import load_body
             body = load_body(paths["openpose_body"])
             start = time.perf_counter()
-            result = openpose_sensitivity(body, crop, grid, fill, args.batch_size)
+            result = openpose_sensitivity(body, crop, grid, fill, args.batch_size, gt_j14_px=gt_px)
         seconds = time.perf_counter() - start  # analysis only, models loaded
         arrays = {"windows": grid.windows, "errors": result.errors, "heatmap": result.heatmap,
                   "mean": result.mean, **result.extra}
         info = {"model": model, "unit": result.unit, "reference": result.reference, "fill_rgb": list(fill),
                 "occ_size": args.occ_size, "stride": args.stride, "windows": len(grid.windows),
-                "worst_window": result.worst_window, "seconds": round(seconds, 3), "input": args.image}
+                "worst_window": result.worst_window, "seconds": round(seconds, 3), "input": source}
         _save_npz(os.path.join(args.out, f"{model}_grid.npz"), arrays, info)
         write_image(os.path.join(args.out, f"{model}_joints.png"), figures.joint_figure(crop, result)[:, :, ::-1])
         write_image(os.path.join(args.out, f"{model}_mean.png"), figures.mean_figure(crop, result)[:, :, ::-1])
