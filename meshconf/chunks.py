@@ -32,7 +32,7 @@ class ChunkStore:
                 saved = json.load(fh)
             if saved != settings:
                 changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-                raise MeshconfError(f"{self.folder} holds an unfinished run with other settings ({', '.join(changed)}); "
+                raise MeshconfError(f"{self.folder} holds work done with other settings ({', '.join(changed)}); "
                                     "repeat that run's command to resume it, or use another --out/--name")
             return
         os.makedirs(self.folder, exist_ok=True)

@@ -118,7 +118,7 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
     folder is not needed) and rank 0 gathers the finished shards and writes the arrays in the dataset's order.
     A row's result depends only on the row (and the seed), so any world size gives the same arrays."""
     store = _store(out, name)
-    store.bind({"rows": len(dataset), "occlude": occlude, "seed": seed if occlude else None,
+    store.bind({"annotations": dataset.annotations.fingerprint(), "occlude": occlude, "seed": seed if occlude else None,
                 "occ_size": occ_size if occlude else None})
     rows = shard(len(dataset), rank, world)
 

@@ -158,6 +158,12 @@ def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, dem
     capsys.readouterr()
     assert job.main(argv[:-2] + ["--batch-size", "2", "--occ-size", "30"]) == 2
     assert "other settings (occ_size)" in capsys.readouterr().err
+    # more rows into the same folder: only the new ones are computed, the old ones are kept
+    every = argv.index("--every") + 1
+    assert job.main(argv[:every] + ["1"] + argv[every + 1:]) == 0
+    with np.load(out / "spin_errors.npz") as npz:
+        assert list(npz["index"]) == [0, 1, 2, 3, 4]
+        np.testing.assert_allclose(npz["errors"][[0, 2, 4]], first["errors"], atol=1e-3)
 
 
 def test_job_openpose_one_image(tmp_path, tiny_dataset, demo_data_dir):

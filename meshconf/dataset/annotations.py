@@ -40,6 +40,15 @@ class Annotations:
     def __len__(self) -> int:
         return len(self.imgname)
 
+    def fingerprint(self) -> str:
+        """A short hash of which crops the file describes (names, centres, scales): resumed runs check it."""
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(map(str, self.imgname)).encode())
+        digest.update(np.ascontiguousarray(self.center, dtype=np.float64).tobytes())
+        digest.update(np.ascontiguousarray(self.scale, dtype=np.float64).tobytes())
+        return digest.hexdigest()[:16]
+
     @classmethod
     def from_rows(cls, rows: list[dict], dataset: str, **extra) -> "Annotations":
         """Stack per-row dicts (the required fields plus any optional ones) into one annotation set; `extra`

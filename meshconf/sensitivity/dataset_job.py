@@ -135,8 +135,8 @@ def run_dataset(args) -> int:
         variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], args.occ_size, fill)
         write_image(os.path.join(args.out, "examples.png"),
                     figures.examples_figure(variants[0], occluded[0])[:, :, ::-1])
-    settings = {"annotations_rows": len(data), "rows": [rows[0], args.every, len(rows)], "occ_size": args.occ_size,
-                "fill_rgb": list(fill)}
+    # Results depend on the row and these only, so a later run may add rows (--every, --max-images) to the same folder.
+    settings = {"annotations": data.annotations.fingerprint(), "occ_size": args.occ_size, "fill_rgb": list(fill)}
     for model in todo:
         store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
         process, reference, unit, keys = _processor(model, args, data, paths, device, fill)
