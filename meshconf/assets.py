@@ -36,6 +36,8 @@ class Asset:
     required: bool = True  # needed by the demo
     alternatives: tuple[str, ...] = ()  # other accepted relpaths (e.g. the .npz form of an SMPL pickle)
     instructions: str = ""
+    max_bytes: int | None = None  # download cap where the exact size is not pinned
+
 
     @property
     def downloadable(self) -> bool:
@@ -51,7 +53,7 @@ def _smpl(gender: str, kind: str, required: bool) -> Asset:
 
 ASSETS: tuple[Asset, ...] = (
     Asset("spin_checkpoint", "model_checkpoint.pt", "SPIN regressor weights (108 MB)",
-          url="http://visiondata.cis.upenn.edu/spin/model_checkpoint.pt"),
+          url="http://visiondata.cis.upenn.edu/spin/model_checkpoint.pt", max_bytes=400 << 20),
     Asset("smpl_mean_params", "smpl_mean_params.npz", "SPIN mean pose/shape/camera",
           url=SPIN_DATA_ARCHIVE, archive_member="smpl_mean_params.npz"),
     Asset("J_regressor_extra", "J_regressor_extra.npy", "SPIN's 9 extra joint regressors",
@@ -62,10 +64,10 @@ ASSETS: tuple[Asset, ...] = (
     _smpl("male", "m", False),
     _smpl("female", "f", False),
     Asset("openpose_body", "body_pose_model.pth", "OpenPose COCO-18 body weights (pytorch-openpose, 200 MB)",
-          url="https://huggingface.co/lllyasviel/Annotators/resolve/main/body_pose_model.pth"),
+          url="https://huggingface.co/lllyasviel/Annotators/resolve/main/body_pose_model.pth", max_bytes=400 << 20),
     Asset("part_segmentation", "smpl_vert_segmentation.json", "SMPL part segmentation (Meshcapade)",
           url="https://raw.githubusercontent.com/Meshcapade/wiki/main/assets/SMPL_body_segmentation/smpl/"
-              "smpl_vert_segmentation.json"),
+              "smpl_vert_segmentation.json", max_bytes=64 << 20),
 )
 ASSETS_BY_NAME = {a.name: a for a in ASSETS}
 

@@ -18,7 +18,6 @@ still runs. With no input it runs on the bundled public-domain example photo.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import sys
 import time
@@ -29,9 +28,12 @@ import numpy as np
 from . import constants as C
 from . import geometry
 from .errors import MeshconfError
-from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_atomic, write_image
+from .fileio import write_json
+from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
 EXAMPLE = "astronaut.jpg"
+MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
+MAX_BOX_FACTOR = 4
 DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
@@ -58,6 +60,39 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--max-pixels", type=float, default=MAX_PIXELS,
+                        help="refuse images with more pixels than this (default: %(default).0f, a 20000x20000 "
+                             "photo; memory stays near 1.5 GB + 3 bytes per pixel)")
+
+
+def check_arguments(args) -> None:
+    """Every range check before any model loads: a bad option costs no waiting."""
+    for option, value, least in (("--batch-size", args.batch_size, 1), ("--every", args.every, 1),
+                                 ("--max-people", args.max_people, 1), ("--max-frames", args.max_frames, 0),
+                                 ("--threads", args.threads, 0), ("--render-res", args.render_res, 32)):
+        if value < least:
+            raise MeshconfError(f"{option} must be at least {least}, got {value}")
+    if not (np.isfinite(args.max_pixels) and args.max_pixels >= 1):
+        raise MeshconfError(f"--max-pixels must be a positive number, got {args.max_pixels}")
+    if args.bbox is not None:
+        x, y, w, h = args.bbox
+        if not np.isfinite(args.bbox).all():
+            raise MeshconfError(f"--bbox must be four finite numbers, got {' '.join(map(str, args.bbox))}")
+        if w <= 0 or h <= 0:
+            raise MeshconfError(f"--bbox needs a positive width and height, got {w:g}x{h:g}")
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise MeshconfError(f"--out {args.out} is a file; give a folder (it is created if missing)")
+
+
+def check_bbox(bbox, width: int, height: int) -> None:
+    """A user box must overlap the image and be at most a few times its size (a 1e7-px box is a typo)."""
+    x, y, w, h = bbox
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        raise MeshconfError(f"--bbox {x:g} {y:g} {w:g} {h:g} lies outside the {width}x{height} image; give X Y W H "
+                            f"in pixels of that image")
+    if max(w, h) > MAX_BOX_FACTOR * max(width, height):
+        raise MeshconfError(f"--bbox {w:g}x{h:g} is more than {MAX_BOX_FACTOR}x the {width}x{height} image; give "
+                            f"X Y W H in pixels of that image")
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
@@ -68,9 +103,14 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
         if os.path.isdir(item):
             names = sorted(os.listdir(item))
             media = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+            folders = [n for n in media if os.path.isdir(os.path.join(item, n))]
+            for name in folders:  # a folder named like an image is not one; sub-folders are not searched
+                print(f"note: {os.path.join(item, name)} is a folder, skipped", file=sys.stderr)
+            media = [n for n in media if n not in folders]
             if not media:
                 raise MeshconfError(f"{item}: folder holds no images or videos ({', '.join(IMAGE_SUFFIXES)})")
-            out.extend(expand_inputs([os.path.join(item, n) for n in media]))
+            out.extend(("video" if n.lower().endswith(VIDEO_SUFFIXES) else "image", os.path.join(item, n))
+                       for n in media)
         elif item.lower().endswith(VIDEO_SUFFIXES):
             out.append(("video", item))
         else:
@@ -92,6 +132,8 @@ def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
             out.append([Box(tuple(float(v) for v in center), scale, "cropped")])
         return out
     if args.bbox:
+        for image in images_bgr:
+            check_bbox(args.bbox, image.shape[1], image.shape[0])
         return [[box_from_xywh(*args.bbox)] for _ in images_bgr]
     # The decoder upsamples its maps to the full image (as the reference does): 57 float maps of a 12-megapixel
     # photo would take 3 GB. Boxes need far less resolution, so big images are searched at DETECT_MAX_SIDE.
@@ -134,10 +176,6 @@ def person_report(analysis, box, parts, label, render_ms) -> dict:
     return report
 
 
-def write_json(path, data) -> None:
-    write_atomic(path, (json.dumps(data, indent=1) + "\n").encode())
-
-
 def write_person(folder: str, analysis, box, models, args) -> dict:
     from . import figures
     from .meshio import write_glb, write_ply
@@ -175,8 +213,12 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
     start = time.perf_counter()
     boxes = boxes_for_images(images_bgr, models, args)
     detect_ms = (time.perf_counter() - start) * 1e3 / max(len(images_bgr), 1)
-    crops = [geometry.crop(image[:, :, ::-1], box.center, box.scale)
-             for image, image_boxes in zip(images_bgr, boxes) for box in image_boxes]
+    try:
+        crops = [geometry.crop(image[:, :, ::-1], box.center, box.scale)
+                 for image, image_boxes in zip(images_bgr, boxes) for box in image_boxes]
+    except ValueError as exc:
+        raise MeshconfError(f"{names[0] if len(names) == 1 else 'an image'}: cannot cut the person box ({exc})")\
+            from None
     analyses = iter(analyse_crops(models, crops, legacy_ed=args.legacy_ed, batch_size=args.batch_size))
     reports = []
     for image, name, folder, image_boxes in zip(images_bgr, names, folders, boxes):
@@ -269,6 +311,7 @@ def run(args) -> int:
 
     from .pipeline import load_models
 
+    check_arguments(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     inputs = list(args.inputs) + list(args.img)
@@ -291,7 +334,7 @@ def run(args) -> int:
             loaded = []
             for path in images[start: start + args.batch_size]:
                 try:
-                    loaded.append((path, read_bgr(path)))
+                    loaded.append((path, read_bgr(path, max_pixels=args.max_pixels)))
                 except MeshconfError as exc:
                     failures += 1
                     tqdm.write(f"meshconf demo: {exc}", file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -12,6 +11,7 @@ from .classifier import metrics as M
 from .classifier import plots
 from .classifier.models import load
 from .errors import MeshconfError
+from .fileio import write_json
 
 COLUMNS = (("N", "n", "{:d}"), ("MC acc", "mc_accuracy", "{:.1%}"), ("AUROC", "mc_auroc", "{:.3f}"),
            ("AUPRC(inacc)", "mc_auprc_inaccurate", "{:.3f}"), ("ECE", "mc_ece", "{:.3f}"),
@@ -27,6 +27,8 @@ def add_arguments(parser) -> None:
                         help="shipped estimators (default, original) or .safetensors files")
     parser.add_argument("--train-sets", nargs="*", help="sets the line-fit baseline is fitted on "
                         "(default: every set whose name contains 'train'; none: no baselines)")
+    parser.add_argument("--drop-nonfinite", action="store_true",
+                        help="leave out rows with NaN/inf ED, SE or confidence (default: refuse such arrays)")
     parser.add_argument("--out", default="meshconf-evaluation", help="output folder (default: %(default)s)")
 
 
@@ -49,7 +51,7 @@ def run(args) -> int:
     if not set_names:
         raise MeshconfError(f"no test sets in {args.data} (files <set>_sp_op.npy with 'test' in the name); "
                             f"name them with --sets")
-    sets = {name: D.load_set(args.data, name) for name in set_names}
+    sets = {name: D.load_set(args.data, name, drop_nonfinite=args.drop_nonfinite) for name in set_names}
     missing_gt = [n for n, s in sets.items() if s.se is None]
     if missing_gt:
         raise MeshconfError(f"no ground truth (_sp_gt.npy) for {', '.join(missing_gt)}: cannot evaluate")
@@ -62,7 +64,8 @@ def run(args) -> int:
                                                                        if "train" in s]
     baseline_results = {}
     if train_names:
-        train = D.concat([D.load_set(args.data, n) for n in train_names], "train")
+        train = D.concat([D.load_set(args.data, n, drop_nonfinite=args.drop_nonfinite) for n in train_names],
+                         "train")
         for n, s in sets.items():
             for b, pred in M.baselines(s, train).items():
                 baseline_results.setdefault(b, {})[n] = M.evaluate(pred, s)
@@ -74,10 +77,7 @@ def run(args) -> int:
         print(f"\nbaselines fitted on: {', '.join(train_names)}")
     summary = {"data": os.path.abspath(args.data), "sets": set_names, "estimators": results,
                "baselines": baseline_results, "baseline_training_sets": train_names}
-    tmp = os.path.join(args.out, "results.json.part")
-    with open(tmp, "w") as fh:
-        json.dump(summary, fh, indent=1)
-    os.replace(tmp, os.path.join(args.out, "results.json"))
+    write_json(os.path.join(args.out, "results.json"), summary)
     plots.reliability(results, os.path.join(args.out, "reliability.png"))
     plots.joint_correlation(results, os.path.join(args.out, "joint_correlation.png"))
     print(f"\nwrote {args.out}/results.json, reliability.png, joint_correlation.png")

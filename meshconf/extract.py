@@ -19,8 +19,6 @@ same way, with the ground-truth J14 joints. `meshconf annotate` writes the annot
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import sys
 
@@ -28,10 +26,10 @@ import numpy as np
 import torch
 
 from . import __version__, assets, geometry, sp_op
-from .chunks import ChunkStore, collect, distributed, local_device, run_chunked, shard
+from .chunks import ChunkStore, collect, distributed, local_device, model_settings, run_chunked, shard
 from . import constants as C
 from .errors import MeshconfError
-from .imageio import write_atomic
+from .fileio import npy_bytes, sha256_bytes, write_atomic, write_json
 from .sensitivity.occlusion import NAMED_FILLS, joint_window
 
 
@@ -86,6 +84,7 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
         x = geometry.normalize_crop(crops).to(device).contiguous(memory_format=torch.channels_last)
         rotmat, betas, camera = spin(x)
         keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
+    spin_finite = np.isfinite(keypoints).all(axis=(1, 2))
     detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops], batch_size=len(crops))
     ed, se, conf = [], [], []
     for k, (candidate, subset) in enumerate(detections):
@@ -95,7 +94,7 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
         conf.append(result.conf)
         se.append(se_row(keypoints[k], batch["joints2d"][k], anchor))
     return {"index": batch["index"], "ed": np.asarray(ed, np.float64), "se": np.asarray(se, np.float64),
-            "conf": np.asarray(conf, np.float64), "occluded_joint": occluded}
+            "conf": np.asarray(conf, np.float64), "occluded_joint": occluded, "spin_finite": spin_finite}
 
 
 def _store(out: str, name: str) -> ChunkStore:
@@ -106,45 +105,68 @@ def done_rows(out: str, name: str) -> set[int]:
     return _store(out, name).done()
 
 
-KEYS = ("ed", "se", "conf")
+KEYS = ("ed", "se", "conf", "occluded_joint", "spin_finite")
+OUTPUTS = (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf"))
 
 
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
             seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
-            rank: int = 0, world: int = 1, workers: int = 0) -> bool:
+            rank: int = 0, world: int = 1, workers: int = 0, models: dict | None = None,
+            info: dict | None = None) -> bool:
     """Process the rows not done yet; merge when all are. Returns whether the arrays were written.
+
+    `models` (see `chunks.model_settings`: the model files' SHA-256, numerics, precision, device class) is bound
+    into the chunk folder with the options, so a resumed run can never mix results of other weights. `info` goes
+    into the manifest, which is written last, with the SHA-256 of every array.
 
     With `world` > 1 (torchrun), rank r takes rows r, r + world, ...; each rank keeps its own chunks (a shared
     folder is not needed) and rank 0 gathers the finished shards and writes the arrays in the dataset's order.
     A row's result depends only on the row (and the seed), so any world size gives the same arrays."""
     store = _store(out, name)
-    store.bind({"annotations": dataset.annotations.fingerprint(), "occlude": occlude, "seed": seed if occlude else None,
-                "occ_size": occ_size if occlude else None})
-    rows = shard(len(dataset), rank, world)
+    with store.lock(rank):
+        store.bind({"annotations": dataset.annotations.fingerprint(), "occlude": occlude,
+                    "seed": seed if occlude else None, "occ_size": occ_size if occlude else None,
+                    "models": models or model_settings({}, device=str(next(spin.parameters()).device))})
+        rows = shard(len(dataset), rank, world)
 
-    def process(batch):
-        return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
+        def process(batch):
+            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
 
-    finished = run_chunked(dataset, store, process, batch_size, name if world == 1 else f"{name} [{rank}/{world}]",
-                           max_batches, progress, rows=rows, workers=workers)
-    complete, merged = collect(store, KEYS, rows, finished, rank, world)
-    if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
-        return complete
-    for key, suffix in (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf")):
-        buffer = io.BytesIO()
-        np.save(buffer, merged[key])
-        write_atomic(os.path.join(out, f"{name}_{suffix}.npy"), buffer.getvalue())
+        finished = run_chunked(dataset, store, process, batch_size,
+                               name if world == 1 else f"{name} [{rank}/{world}]", max_batches, progress, rows=rows,
+                               workers=workers)
+        complete, merged = collect(store, KEYS, rows, finished, rank, world)
+        if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
+            return complete
+        bad = np.flatnonzero(~merged["spin_finite"].astype(bool))
+        if len(bad):
+            raise MeshconfError(f"SPIN produced non-finite outputs for {len(bad)} of {len(merged['index'])} rows "
+                                f"(first: row {int(merged['index'][bad[0]])}); no arrays were written. Check the "
+                                f"checkpoint (--checkpoint)")
+        write_outputs(out, name, merged, dataset, occlude, {**(info or {}), "models": models})
     return True
 
 
-def _sha256(path: str) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, info: dict) -> None:
+    """The arrays, then the manifest naming each with its SHA-256. The old manifest goes first: a crash in between
+    leaves arrays without a manifest (refused by readers), never a manifest that vouches for a mixed set."""
+    manifest_path = os.path.join(out, f"{name}_manifest.json")
+    if os.path.exists(manifest_path):
+        os.remove(manifest_path)
+    files = {}
+    for key, suffix in OUTPUTS:
+        data = npy_bytes(merged[key])
+        write_atomic(os.path.join(out, f"{name}_{suffix}.npy"), data)
+        files[f"{name}_{suffix}.npy"] = sha256_bytes(data)
+    if occlude:
+        data = npy_bytes(merged["occluded_joint"].astype(np.int64))
+        write_atomic(os.path.join(out, f"{name}_occluded_joint.npy"), data)
+        files[f"{name}_occluded_joint.npy"] = sha256_bytes(data)
+    manifest = {"name": name, "rows": len(dataset), "dataset": dataset.annotations.dataset,
+                "meshconf_version": __version__, "files": files,
+                "ed_definition": "spine-aligned ED with the ground-truth spine as anchor (README, 'ED')",
+                **info, "row_keys": row_keys(dataset.annotations)}
+    write_json(manifest_path, manifest)
 
 
 def row_keys(annotations) -> list:
@@ -160,6 +182,10 @@ def run(args) -> int:
     from .models.resnet import fold_batchnorm
     from .openpose import load_body
 
+    for option, value, least in (("--batch-size", args.batch_size, 1), ("--occ-size", args.occ_size, 1),
+                                 ("--threads", args.threads, 0), ("--workers", args.workers, 0)):
+        if value < least:
+            raise MeshconfError(f"{option} must be at least {least}, got {value}")
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world = distributed()
@@ -172,21 +198,18 @@ def run(args) -> int:
     spin = fold_batchnorm(load_spin(checkpoint, device))  # same outputs to float rounding, faster in batches
     smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
     body = load_body(paths["openpose_body"], device)
+    files = {"spin": checkpoint, "openpose": paths["openpose_body"], "smpl": paths["smpl_neutral"],
+             "J_regressor_extra": paths["J_regressor_extra"]}
+    models = model_settings(files, precision="float32", device=device)
+    info = {"annotations": os.path.abspath(args.annotations), "images": os.path.abspath(args.images),
+            "weights": {k: os.path.abspath(v) for k, v in files.items()},
+            "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed, "processes": world}
     if not extract(spin, smpl, body, dataset, args.out, args.name, args.batch_size, args.occlude, args.seed,
-                   args.occ_size, progress=rank == 0, rank=rank, world=world, workers=args.workers):
+                   args.occ_size, progress=rank == 0, rank=rank, world=world, workers=args.workers,
+                   models=models, info=info):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
-    if rank != 0:
-        return 0
-    manifest = {"name": args.name, "rows": len(dataset), "annotations": os.path.abspath(args.annotations),
-                "dataset": dataset.annotations.dataset, "images": os.path.abspath(args.images),
-                "weights": {"spin": os.path.abspath(checkpoint), "spin_sha256": _sha256(checkpoint),
-                            "openpose": paths["openpose_body"], "openpose_sha256": _sha256(paths["openpose_body"]),
-                            "smpl": paths["smpl_neutral"]},
-                "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed, "processes": world,
-                "meshconf_version": __version__, "ed_definition": "REFERENCE.md F.3 (ground-truth spine anchor)",
-                "row_keys": row_keys(dataset.annotations)}
-    write_atomic(os.path.join(args.out, f"{args.name}_manifest.json"), json.dumps(manifest, indent=1).encode())
-    print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows) and the manifest")
+    if rank == 0:
+        print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows) and the manifest")
     return 0
 
 

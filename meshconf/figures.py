@@ -123,7 +123,10 @@ def overview(image_bgr: np.ndarray, boxes, analyses) -> np.ndarray:
     for k, (box, analysis) in enumerate(zip(boxes, analyses)):
         ul, br = (np.asarray(corner, dtype=np.float64) * f for corner in box.corners())
         p = analysis.p_accurate
-        colour = (int(80 * p), int(200 * p), int(220 * (1 - p)))  # BGR: red (inaccurate) to green (accurate)
+        if not np.isfinite(p) or analysis.problem:  # no usable estimate: grey, and say so
+            colour, p = (160, 160, 160), float("nan")
+        else:
+            colour = (int(80 * p), int(200 * p), int(220 * (1 - p)))  # BGR: red (inaccurate) to green (accurate)
         cv2.rectangle(out, tuple(int(v) for v in ul), tuple(int(v) for v in br), colour, thickness)
         cv2.putText(out, f"#{k} P(acc)={p:.2f}", (int(ul[0]) + 4, int(ul[1]) + 8 * thickness + 6),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.3 * thickness, colour, max(1, thickness // 2), cv2.LINE_AA)

@@ -119,7 +119,15 @@ def bytescale(data: np.ndarray) -> np.ndarray:
     """scipy 1.0's `bytescale`: stretch [min, max] of the WHOLE array to [0, 255], round half up, uint8."""
     if data.dtype == np.uint8:
         return data
-    cmin, cmax = data.min(), data.max()
+    return _stretch(data, data.min(), data.max())
+
+
+def _bytescale_lut(cmin, cmax) -> np.ndarray:
+    """`bytescale` of a canvas whose extremes are cmin, cmax, as a table over the 256 values it can hold."""
+    return _stretch(np.arange(256, dtype=np.float64), np.float64(cmin), np.float64(cmax))
+
+
+def _stretch(data: np.ndarray, cmin, cmax) -> np.ndarray:
     cscale = cmax - cmin
     if cscale == 0:
         cscale = 1
@@ -138,29 +146,74 @@ def _imresize_rgb(canvas: np.ndarray, res: int) -> np.ndarray:
     return np.array(image.resize((res, res), resample=Image.BILINEAR))
 
 
+CROP_STRIP_BYTES = 32 << 20  # large boxes are cut and resized in strips of about this many bytes
+CROP_DIRECT_PIXELS = 1 << 22  # boxes up to this area go through the original's canvas directly
+
+
+def _box_region(img: np.ndarray, ul, br):
+    """(canvas rows, canvas cols, image rows, image cols) of the part of the box that lies on the image."""
+    height, width = img.shape[:2]
+    new_x = max(0, -ul[0]), min(br[0], width) - ul[0]
+    new_y = max(0, -ul[1]), min(br[1], height) - ul[1]
+    old_x = max(0, ul[0]), min(width, br[0])
+    old_y = max(0, ul[1]), min(height, br[1])
+    return new_y, new_x, old_y, old_x
+
+
 def crop(image_rgb_uint8: np.ndarray, center, scale: float, res: int = C.IMG_RES) -> np.ndarray:
     """SPIN's `crop(img, center, scale, (res, res))` -> uint8 (res, res, 3).
 
     The box (side 200*scale px around `center`) is copied into a black canvas, contrast-stretched to [0, 255]
     (scipy's imresize byte-scales float input: a quirk the published weights were trained with) and resized with
     Pillow's antialiased bilinear filter.
+
+    Memory stays bounded for any box: the stretch is a per-value lookup table (the canvas holds integers), and a
+    large box is cut in strips, each resized horizontally by Pillow, then the stacked strips vertically. Pillow
+    resizes in exactly these two passes (horizontal first, rounding to uint8 in between), so the result is the same
+    bytes as one resize of the whole canvas (tested against the direct path).
     """
     img = np.asarray(image_rgb_uint8)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"crop expects an (H, W, 3) RGB image, got shape {img.shape}")
+    if not (np.isfinite(scale) and np.isfinite(np.asarray(center, dtype=np.float64)).all()):
+        raise ValueError(f"crop box is not finite: center={tuple(center)} scale={scale}")
     ul, br = crop_box(center, scale, res)
     height, width = img.shape[:2]
     if br[0] - ul[0] < 1 or br[1] - ul[1] < 1:
         raise ValueError(f"crop box is empty for center={tuple(center)} scale={scale}")
     if ul[0] >= width or ul[1] >= height or br[0] <= 0 or br[1] <= 0:
         raise ValueError(f"crop box {tuple(ul)}-{tuple(br)} does not overlap the {width}x{height} image")
-    canvas = np.zeros((br[1] - ul[1], br[0] - ul[0], 3))
-    new_x = max(0, -ul[0]), min(br[0], width) - ul[0]
-    new_y = max(0, -ul[1]), min(br[1], height) - ul[1]
-    old_x = max(0, ul[0]), min(width, br[0])
-    old_y = max(0, ul[1]), min(height, br[1])
-    canvas[new_y[0]:new_y[1], new_x[0]:new_x[1]] = img[old_y[0]:old_y[1], old_x[0]:old_x[1]]
-    return _imresize_rgb(canvas, res)
+    box_h, box_w = int(br[1] - ul[1]), int(br[0] - ul[0])
+    new_y, new_x, old_y, old_x = _box_region(img, ul, br)
+    if box_h * box_w <= CROP_DIRECT_PIXELS or 3 in (box_h, box_w):  # (a 3-px side changes imresize's axes)
+        canvas = np.zeros((box_h, box_w, 3))
+        canvas[new_y[0]:new_y[1], new_x[0]:new_x[1]] = img[old_y[0]:old_y[1], old_x[0]:old_x[1]]
+        return _imresize_rgb(canvas, res)
+    return _crop_in_strips(img, (box_h, box_w), new_y, new_x, old_y, old_x, res)
+
+
+def _crop_in_strips(img, box_hw, new_y, new_x, old_y, old_x, res: int) -> np.ndarray:
+    box_h, box_w = box_hw
+    region = img[old_y[0]:old_y[1], old_x[0]:old_x[1]]
+    padded = region.shape[0] < box_h or region.shape[1] < box_w
+    cmin, cmax = np.float64(region.min()), np.float64(region.max())
+    if padded:  # the black canvas around the image takes part in the stretch
+        cmin, cmax = min(cmin, np.float64(0)), max(cmax, np.float64(0))
+    lut = _bytescale_lut(cmin, cmax)
+    rows_per_strip = max(1, CROP_STRIP_BYTES // (box_w * 3))
+    strips = []
+    for y0 in range(0, box_h, rows_per_strip):
+        y1 = min(box_h, y0 + rows_per_strip)
+        strip = np.full((y1 - y0, box_w, 3), lut[0], dtype=np.uint8)
+        a, b = max(y0, new_y[0]), min(y1, new_y[1])
+        if a < b:
+            source = img[old_y[0] + a - new_y[0]: old_y[0] + b - new_y[0], old_x[0]:old_x[1]]
+            strip[a - y0:b - y0, new_x[0]:new_x[1]] = lut[source]
+        image = Image.frombytes("RGB", (box_w, y1 - y0), strip.tobytes())
+        strips.append(np.asarray(image.resize((res, y1 - y0), resample=Image.BILINEAR)))
+    middle = np.ascontiguousarray(np.concatenate(strips))
+    image = Image.frombytes("RGB", (res, box_h), middle.tobytes())
+    return np.array(image.resize((res, res), resample=Image.BILINEAR))
 
 
 def normalize_crop(crop_u8: np.ndarray) -> torch.Tensor:

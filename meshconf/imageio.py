@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import cv2
 import numpy as np
 
 from .errors import MeshconfError
+from .fileio import write_atomic  # noqa: F401  (re-exported: older imports)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -39,11 +39,32 @@ def to_bgr_u8(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_bgr(path) -> np.ndarray:
-    """HxWx3 uint8 BGR from an image file; any failure is a one-line `MeshconfError` naming the file."""
+def image_size(path) -> tuple[int, int] | None:
+    """(width, height) from the file's header without decoding it, or None where Pillow cannot tell."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # only the header is read; the size check is ours
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # any reader failure just means: no cheap answer, decode and see
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def read_bgr(path, max_pixels: float | None = None) -> np.ndarray:
+    """HxWx3 uint8 BGR from an image file; any failure is a one-line `MeshconfError` naming the file.
+    With `max_pixels`, larger images are refused from their header, before any memory is spent on them."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MeshconfError(f"{path}: no such file")
+    if max_pixels is not None:
+        size = image_size(path)
+        if size is not None and size[0] * size[1] > max_pixels:
+            raise MeshconfError(f"{path}: {size[0]}x{size[1]} px is more than the limit of {max_pixels:.0f} pixels; "
+                                f"downscale it, or raise the limit with --max-pixels")
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
@@ -53,25 +74,6 @@ def read_bgr(path) -> np.ndarray:
         raise MeshconfError(f"{path}: image of {image.shape[1]}x{image.shape[0]} px is too small (at least "
                             f"{MIN_SIDE} px per side)")
     return image
-
-
-def write_atomic(path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: an interrupt never leaves half a file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the permissions open() would
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_image(path, image_bgr: np.ndarray) -> None:

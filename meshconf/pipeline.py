@@ -169,6 +169,11 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
                    "openpose_ms": (t3 - t2) / per * 1e3, "ed_estimator_ms": (t4 - t3) / per * 1e3}
         for k, (crop, verts, t, kp, candidate, subset, relative, legacy, problem) in enumerate(partial):
             joint_error = None if prediction.joint_error is None else prediction.joint_error[k]
+            if problem is None and not np.isfinite(conf[k]).all():
+                problem = "OpenPose produced non-finite confidences for this crop (damaged OpenPose weights?)"
+            elif problem is None and not (np.isfinite(prediction.p_accurate[k])
+                                          and np.isfinite(prediction.worst_joint_prob[k]).all()):
+                problem = "the estimator produced non-finite outputs for this crop (damaged estimator weights?)"
             results.append(CropAnalysis(crop, verts, t, kp, candidate, subset, relative, legacy, legacy_ed,
                                         float(prediction.p_accurate[k]), prediction.worst_joint_prob[k],
                                         joint_error, dict(timings), problem))

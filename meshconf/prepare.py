@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder for the prepared tables")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--drop-nonfinite", action="store_true",
+                        help="leave out rows with NaN/inf ED, SE or confidence (default: refuse such arrays)")
     parser.add_argument("--block", type=int, default=1,
                         help="split contiguous runs of this many rows together (1 = frame level, as the original)")
 
@@ -25,7 +27,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if not 0 < args.val_fraction < 1:
         raise MeshconfError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    sets = [D.load_set(args.data, name) for name in args.sets]
+    sets = [D.load_set(args.data, name, drop_nonfinite=args.drop_nonfinite) for name in args.sets]
     prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=max(1, args.block))
     D.save_prepared(prep, args.out)
     for name, c in prep.counts.items():

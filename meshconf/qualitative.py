@@ -26,7 +26,8 @@ import numpy as np
 from . import assets
 from . import constants as C
 from .errors import MeshconfError
-from .imageio import write_atomic, write_image
+from .fileio import verify_manifest, write_json
+from .imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
 PX = C.IMG_RES / 2  # normalised units -> crop px
@@ -66,11 +67,22 @@ def find_row(arrays_dir: str, name: str, imgname: str, center, index: int, rows_
     missing = [p for p in paths.values() if not os.path.isfile(p)]
     if missing:
         raise MeshconfError(f"{missing[0]} not found; make the arrays with `meshconf extract ... --name {name}`")
-    data = {k: np.load(p, allow_pickle=False) for k, p in paths.items()}
     manifest_path = os.path.join(arrays_dir, f"{name}_manifest.json")
+    manifest = None
     if os.path.isfile(manifest_path):
-        with open(manifest_path) as fh:
-            keys = json.load(fh).get("row_keys")
+        try:
+            with open(manifest_path) as fh:
+                manifest = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise MeshconfError(f"{manifest_path} is not readable JSON ({exc}); extract the arrays again") from None
+        verify_manifest(manifest, arrays_dir, manifest_path)  # the arrays are the set the manifest describes
+    try:
+        data = {k: np.load(p, allow_pickle=False) for k, p in paths.items()}
+    except (OSError, ValueError, EOFError) as exc:
+        raise MeshconfError(f"cannot read the arrays {name}_*.npy in {arrays_dir} ({exc}); extract them again")\
+            from None
+    if manifest is not None:
+        keys = manifest.get("row_keys")
         if keys is None:
             raise MeshconfError(f"{manifest_path} has no row_keys; extract again with this meshconf version")
         wanted = [str(imgname), round(float(center[0]), 2), round(float(center[1]), 2)]
@@ -212,7 +224,7 @@ def run(args) -> int:
               else None,
               "estimated_error_px": None if prediction.joint_error is None else (prediction.joint_error[0] * PX).tolist(),
               "estimator": args.estimator}
-    write_atomic(f"{stem}_report.json", json.dumps(report, indent=1).encode())
+    write_json(f"{stem}_report.json", report)
     print(f"{args.dataset} image {n} ({a.imgname[n]}, array row {found.row} by {found.matched_by}): "
           f"P(accurate) {report['p_accurate']:.2f}, ground truth {'accurate' if accurate_gt else 'inaccurate'}; "
           f"worst joint predicted {report['worst_joint_predicted']}, true {report['worst_joint_ground_truth']} "

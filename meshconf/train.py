@@ -5,7 +5,6 @@ Writes `<name>.safetensors` (weights + normalisation + metadata), `curves_<name>
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -15,6 +14,7 @@ from .classifier import data as D
 from .classifier import metrics as M
 from .classifier import plots
 from .classifier.models import SHIPPED
+from .fileio import write_json
 from .classifier.training import stack_with_trees, train_meshconfnet, train_original
 
 
@@ -46,8 +46,8 @@ def run(args) -> int:
         weights = os.path.join(args.out, SHIPPED[name])
         estimator.save(weights)
         plots.training_curves(histories, os.path.join(args.out, f"curves_{name}.png"))
-        with open(os.path.join(args.out, f"metrics_{name}.json"), "w") as fh:
-            json.dump({"metadata": estimator.metadata, "history": [h.__dict__ for h in histories]}, fh, indent=1)
+        write_json(os.path.join(args.out, f"metrics_{name}.json"),
+                   {"metadata": estimator.metadata, "history": [h.__dict__ for h in histories]})
         print(f"{name}: validation MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
               f"WJC top-1 {val_metrics['wj_top1']:.3f}, top-3 {val_metrics['wj_top3']:.3f} -> {weights}")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from .errors import MeshconfError
 def _npy(path, shape) -> None:
     try:
         arr = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise MeshconfError(f"{path} is not a readable .npy ({exc})") from None
     if arr.shape != shape:
         raise MeshconfError(f"{path} has shape {arr.shape}, expected {shape}")
@@ -32,7 +33,7 @@ def check_asset(name: str, path) -> None:
         try:
             with np.load(path, allow_pickle=False) as npz:
                 shapes = {k: npz[k].shape for k in npz.files}
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise MeshconfError(f"{path} is not a readable .npz ({exc})") from None
         if shapes.get("pose") != (144,) or shapes.get("shape") != (10,) or shapes.get("cam") != (3,):
             raise MeshconfError(f"{path} lacks pose (144,), shape (10,), cam (3,): {shapes}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..fileio import atomic_path, write_json
 
 SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy"}
 
@@ -75,7 +76,9 @@ def original_filter(ed_set: EDSet) -> np.ndarray:
     return keep & ~(se > C.TRAIN_MAX_SE).any(axis=1)
 
 
-def load_set(folder, prefix: str, need_se: bool = True) -> EDSet:
+def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = False, log=print) -> EDSet:
+    """A set's arrays. Non-finite values (NaN, inf) are refused with the file, the array and the first bad row,
+    or with `drop_nonfinite` those rows are left out (and counted): they would poison normalisation and fits."""
     arrays = {}
     for key, suffix in SUFFIXES.items():
         path = os.path.join(folder, prefix + suffix)
@@ -89,7 +92,22 @@ def load_set(folder, prefix: str, need_se: bool = True) -> EDSet:
             arrays[key] = np.load(path, allow_pickle=False).astype(np.float64)
         except (ValueError, OSError, EOFError) as exc:
             raise MeshconfError(f"cannot read {path} ({exc})") from None
-    return EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"])
+    result = EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"])
+    bad = np.zeros(len(result), bool)
+    for key, suffix in SUFFIXES.items():
+        if arrays[key] is None:
+            continue
+        rows = ~np.isfinite(arrays[key]).all(axis=1)
+        if rows.any() and not drop_nonfinite:
+            first = int(np.flatnonzero(rows)[0])
+            raise MeshconfError(f"{os.path.join(folder, prefix + suffix)}: array {key} holds NaN or infinite values "
+                                f"in {int(rows.sum())} rows (first: row {first}); fix the arrays or pass "
+                                f"--drop-nonfinite to leave those rows out")
+        bad |= rows
+    if bad.any():
+        log(f"note: {prefix}: {int(bad.sum())} of {len(result)} rows hold non-finite values and were left out")
+        result = result.subset(np.flatnonzero(~bad))
+    return result
 
 
 def find_sets(folder, pattern: str = "*") -> list[str]:
@@ -189,8 +207,7 @@ def save_prepared(p: Prepared, out_dir) -> None:
     meta = {"seed": p.seed, "counts": p.counts, "ed_mean": p.ed_mean.tolist(), "ed_var": p.ed_var.tolist(),
             "original_filters": "conf[R hip], conf[L hip], conf[neck] >= 0.1 and every SE <= 1",
             "split": "per source, 80/20, numpy default_rng(seed); `rows` index the source arrays, `source` names them"}
-    _atomic_write(os.path.join(out_dir, "prepared.json"), lambda fh: fh.write(json.dumps(meta, indent=1)),
-                  text=True)
+    write_json(os.path.join(out_dir, "prepared.json"), meta)
 
 
 def load_prepared(folder) -> Prepared:
@@ -206,11 +223,10 @@ def load_prepared(folder) -> Prepared:
     return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"])
 
 
-def _atomic_write(path, writer, text=False) -> None:
-    tmp = path + ".part"
-    with open(tmp, "w" if text else "wb") as fh:
-        writer(fh)
-    os.replace(tmp, path)
+def _atomic_write(path, writer) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            writer(fh)
 
 
 def _atomic_savez(path, **arrays) -> None:

@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..fileio import atomic_path
 
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
 
@@ -159,10 +160,8 @@ class Estimator:
 
         tensors = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
         meta = {"kind": self.kind, "metadata": json.dumps(self.metadata)}
-        tmp = os.fspath(path) + ".part"
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, tmp, metadata=meta)
 
 
 def load_file(path) -> Estimator:
@@ -179,14 +178,37 @@ def load_file(path) -> Estimator:
     except Exception as exc:  # safetensors raises its own error types for any malformed file
         raise MeshconfError(f"cannot read estimator weights {path} ({exc}); expected a meshconf .safetensors file")\
             from None
-    kind = header.get("kind")
+    try:
+        net, kind = _build(header.get("kind"), tensors, path)
+        metadata = json.loads(header.get("metadata", "{}"))
+        if not isinstance(metadata, dict):
+            raise ValueError("metadata is not a JSON object")
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise MeshconfError(f"{path} is not a valid meshconf estimator ({type(exc).__name__}: {exc}); retrain it or "
+                            f"use a shipped one (--estimator default)") from None
+    expected = net.state_dict()
+    for key, tensor in tensors.items():
+        if key in expected and tensor.dtype != expected[key].dtype:
+            raise MeshconfError(f"{path}: tensor {key} is {str(tensor.dtype).replace('torch.', '')}, expected "
+                                f"{str(expected[key].dtype).replace('torch.', '')}")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise MeshconfError(f"{path}: tensor {key} holds NaN or infinite values; the estimator is damaged")
+    try:
+        net.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise MeshconfError(f"{path} does not fit a {kind} estimator: {str(exc).splitlines()[0]}") from None
+    return Estimator(net, kind, metadata)
+
+
+def _build(kind, tensors: dict, path: str):
+    """The empty network a file's kind and tensor shapes describe."""
     if kind == "original":
         net = OriginalModels()
     elif kind == "meshconfnet":
         n_members = len({k.split(".")[1] for k in tensors if k.startswith("members.")})
-        hidden = tensors["members.0.body.0.weight"].shape[0] if n_members else 0
         if not n_members:
             raise MeshconfError(f"{path} holds no network members")
+        hidden = tensors["members.0.body.0.weight"].shape[0]
         net = Ensemble([MeshConfNet(hidden) for _ in range(n_members)])
     elif kind == "meshconfstack":
         from .trees import JointTrees, Stacked
@@ -199,11 +221,7 @@ def load_file(path) -> Estimator:
         net = Stacked(Ensemble([MeshConfNet(hidden) for _ in range(n_members)]), trees)
     else:
         raise MeshconfError(f"{path} is not a meshconf estimator (kind {kind!r})")
-    try:
-        net.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise MeshconfError(f"{path} does not fit a {kind} estimator: {str(exc).splitlines()[0]}") from None
-    return Estimator(net, kind, json.loads(header.get("metadata", "{}")))
+    return net, kind
 
 
 SHIPPED = {"default": "meshconfstack.safetensors", "original": "original.safetensors"}

@@ -70,8 +70,11 @@ def load_annotations(path) -> Annotations:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise MeshconfError(f"{path}: not a readable annotation file ({exc})") from None
+    except FileNotFoundError:
+        raise MeshconfError(f"{path}: no such annotation file; write one with `meshconf annotate`") from None
+    except Exception as exc:  # zipfile, zlib, EOF and format errors: all mean a truncated or foreign file
+        raise MeshconfError(f"{path}: not a readable annotation file, truncated or corrupt "
+                            f"({type(exc).__name__}: {exc}); write it again with `meshconf annotate`") from None
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise MeshconfError(f"{path}: annotation file lacks {', '.join(missing)} (see meshconf.dataset.annotations)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 
@@ -30,7 +31,8 @@ def read_torch_file(path, what: str, hint: str = "") -> object:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MeshconfError(f"{what} {path} contains objects a weights file must not hold and was not loaded "
                             f"(nothing in it was executed): {first}.{hint}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError, IndexError, TypeError,
+            AttributeError, struct.error) as exc:  # what torch raises on a text or random file varies by content
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise MeshconfError(f"{what} {path} is not a readable PyTorch file (truncated or corrupt?): {first}.{hint}") \
             from None
@@ -62,6 +64,7 @@ def check_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[str, t
     misshapen = [f"{k} {tuple(state[k].shape)} != {tuple(expected[k])}"
                  for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k])]
     if not (missing or unexpected or misshapen):
+        check_values(state, path, what)
         return
 
     def brief(items):
@@ -77,3 +80,18 @@ def check_state_dict(state: Mapping[str, torch.Tensor], expected: Mapping[str, t
         parts.append(f"{len(misshapen)} misshapen: {brief(misshapen)}")
     raise MeshconfError(f"{os.fspath(path)} does not fit the {what} ({'; '.join(parts)}); "
                         f"expected {what} weights with {len(expected)} tensors")
+
+
+def check_values(state: Mapping[str, torch.Tensor], path, what: str) -> None:
+    """The published weights are float32 and finite: a file of another precision (float16, integers, complex) or
+    with NaN/inf would be cast silently and give wrong results, so it is refused. BatchNorm's step counter is the
+    one integer tensor a checkpoint holds."""
+    for key, tensor in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if tensor.dtype != torch.float32:
+            raise MeshconfError(f"{os.fspath(path)}: tensor {key} is {str(tensor.dtype).replace('torch.', '')}, "
+                                f"expected float32 {what} weights (convert the file with tensor.float() first)")
+        if not torch.isfinite(tensor).all():
+            raise MeshconfError(f"{os.fspath(path)}: tensor {key} holds NaN or infinite values; the {what} weights "
+                                f"are damaged")

@@ -160,7 +160,7 @@ def read_smpl_file(path) -> SMPLData:
 def write_smpl_npz(data: SMPLData, out_path) -> None:
     """Write the plain, pickle-free npz form atomically."""
     out_path = os.fspath(out_path)
-    tmp = out_path + ".part"
-    with open(tmp, "wb") as fh:
+    from ..fileio import atomic_path
+
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **data.as_dict())
-    os.replace(tmp, out_path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import time
 
@@ -14,7 +13,8 @@ import numpy as np
 
 from .. import assets
 from ..errors import MeshconfError
-from ..imageio import write_atomic, write_image
+from ..fileio import write_atomic, write_json
+from ..imageio import write_image
 from . import dataset as ds
 from . import figures
 from .job import _load_spin, _model_paths, _save_npz
@@ -70,6 +70,20 @@ class _GroundTruth3D:
         return out
 
 
+def _model_files(model: str, args, paths) -> dict[str, str]:
+    """Every file whose contents decide this model's numbers (the gendered SMPL models too, when present: they
+    make the 3D ground truth)."""
+    if model != "spin":
+        return {"openpose": paths["openpose_body"]}
+    files = {"spin": args.checkpoint or paths["spin_checkpoint"], "smpl": paths["smpl_neutral"],
+             "J_regressor_extra": paths["J_regressor_extra"], "J_regressor_h36m": paths["J_regressor_h36m"]}
+    for gender in ("male", "female"):
+        found = assets.locate(f"smpl_{gender}", args.data_dir)
+        if found:
+            files[f"smpl_{gender}"] = found
+    return files
+
+
 def _processor(model: str, args, data, paths, device, fill):
     """(process(batch) -> chunk arrays, reference, unit, array keys) for one model."""
     if model == "spin":
@@ -99,8 +113,8 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
     matrix = ds.occlusion_matrix(merged["errors"], merged["occluded"])
     _save_npz(os.path.join(args.out, f"{model}_errors.npz"), merged, info)
     table = ds.table(summary)
-    write_atomic(os.path.join(args.out, f"{model}_summary.json"),
-                 json.dumps({**info, "per_occluded_joint": table, "matrix": matrix.tolist()}, indent=1).encode())
+    write_json(os.path.join(args.out, f"{model}_summary.json"),
+               {**info, "per_occluded_joint": table, "matrix": matrix.tolist()})
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(table[0]))
     writer.writeheader()
@@ -113,7 +127,7 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
 
 
 def run_dataset(args) -> int:
-    from ..chunks import ChunkStore, collect, distributed, local_device, run_chunked, shard
+    from ..chunks import ChunkStore, collect, distributed, local_device, model_settings, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from .occlusion import parse_fill
 
@@ -139,23 +153,26 @@ def run_dataset(args) -> int:
     settings = {"annotations": data.annotations.fingerprint(), "occ_size": args.occ_size, "fill_rgb": list(fill)}
     for model in todo:
         store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
-        process, reference, unit, keys = _processor(model, args, data, paths, device, fill)
-        store.bind({**settings, "model": model, "reference": reference})
-        start = time.perf_counter()
-        finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
-                               progress=rank == 0, workers=args.workers)
-        complete, merged = collect(store, keys, mine, finished, rank, world)
-        if not complete:
-            raise MeshconfError("the analysis stopped before every row was done; run the same command to resume")
-        if rank != 0:
-            continue
-        seconds = time.perf_counter() - start
-        info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
-                "annotations": os.path.abspath(args.annotations), "dataset": data.annotations.dataset,
-                "occ_size": args.occ_size, "fill_rgb": list(fill), "every": args.every,
-                "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
-                "seconds_this_run": round(seconds, 1)}
-        summary = _write_outputs(args, model, merged, info)
+        with store.lock(rank):
+            process, reference, unit, keys = _processor(model, args, data, paths, device, fill)
+            store.bind({**settings, "model": model, "reference": reference,
+                        "models": model_settings(_model_files(model, args, paths), device=device)})
+            start = time.perf_counter()
+            finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
+                                   progress=rank == 0, workers=args.workers)
+            complete, merged = collect(store, keys, mine, finished, rank, world)
+            if not complete:
+                raise MeshconfError("the analysis stopped before every row was done; run the same command to "
+                                    "resume")
+            if rank != 0:
+                continue
+            seconds = time.perf_counter() - start
+            info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
+                    "annotations": os.path.abspath(args.annotations), "dataset": data.annotations.dataset,
+                    "occ_size": args.occ_size, "fill_rgb": list(fill), "every": args.every,
+                    "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
+                    "seconds_this_run": round(seconds, 1)}
+            summary = _write_outputs(args, model, merged, info)
         worst = max(summary, key=lambda r: r.increase if np.isfinite(r.increase) else -np.inf)
         print(f"{model}: {len(rows)} images x 15 variants ({seconds:.1f} s this run); largest increase when "
               f"{worst.joint} is occluded: {worst.unoccluded:.1f} -> {worst.mean_error:.1f} {unit} -> "

@@ -13,7 +13,6 @@ the mean error per occluded joint), `<model>_summary.png` (bar chart and occlude
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from .. import assets, geometry
 from ..errors import MeshconfError
+from ..fileio import json_bytes
 from ..imageio import read_bgr, write_atomic, write_image
 
 
@@ -83,7 +83,7 @@ def _load_spin(args, paths, device="cpu"):
 def _save_npz(path, arrays: dict, info: dict) -> None:
     import io
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays, info=np.array(json.dumps(info)))
+    np.savez_compressed(buffer, **arrays, info=np.array(json_bytes(info).decode()))
     write_atomic(path, buffer.getvalue())
 
 
