@@ -15,6 +15,7 @@ import tarfile
 from dataclasses import dataclass
 
 from .errors import MeshconfError
+from .fileio import atomic_path
 
 ENV_DATA = "MESHCONF_DATA"
 SPIN_DATA_ARCHIVE = "http://visiondata.cis.upenn.edu/spin/data.tar.gz"
@@ -70,6 +71,7 @@ ASSETS: tuple[Asset, ...] = (
               "smpl_vert_segmentation.json", max_bytes=64 << 20),
 )
 ASSETS_BY_NAME = {a.name: a for a in ASSETS}
+DEMO_ASSETS = ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body", "part_segmentation")
 
 
 def default_data_dir() -> str:
@@ -144,15 +146,12 @@ def extract_member(archive_path, member_basename: str, dest) -> str:
             for info in tar.getmembers():
                 if info.isfile() and os.path.basename(info.name) == member_basename:
                     src = tar.extractfile(info)
-                    tmp = dest + ".part"
-                    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-                    with open(tmp, "wb") as fh:
+                    with atomic_path(dest) as tmp, open(tmp, "wb") as fh:
                         while True:
                             block = src.read(1 << 20)
                             if not block:
                                 break
                             fh.write(block)
-                    os.replace(tmp, dest)
                     return dest
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise MeshconfError(f"cannot read archive {archive_path} ({exc}); delete it and run `meshconf fetch` "

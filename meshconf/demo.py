@@ -26,14 +26,14 @@ from importlib import resources
 import numpy as np
 
 from . import constants as C
-from . import geometry
 from .errors import MeshconfError
-from .fileio import write_json
+from .fileio import atomic_path, write_json
 from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
 EXAMPLE = "astronaut.jpg"
 MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
 MAX_BOX_FACTOR = 4
+BATCH_PIXELS = 48_000_000  # images held at once, in pixels (3 bytes each)
 DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
@@ -61,8 +61,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     parser.add_argument("--max-pixels", type=float, default=MAX_PIXELS,
-                        help="refuse images with more pixels than this (default: %(default).0f, a 20000x20000 "
-                             "photo; memory stays near 1.5 GB + 3 bytes per pixel)")
+                        help="refuse larger images, read from the file's header before decoding (default: "
+                             "%(default).0f; decoding needs 6 bytes per pixel for a moment, then the demo holds 3 "
+                             "bytes per pixel beside about 1 GB of models)")
 
 
 def check_arguments(args) -> None:
@@ -122,6 +123,7 @@ def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
     """Person boxes for each image; automatic detection runs OpenPose on all images in batches."""
     import cv2
 
+    from . import geometry
     from .openpose import detect_batch
     from .pipeline import Box, box_from_xywh, boxes_from_people
 
@@ -213,6 +215,8 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
     start = time.perf_counter()
     boxes = boxes_for_images(images_bgr, models, args)
     detect_ms = (time.perf_counter() - start) * 1e3 / max(len(images_bgr), 1)
+    from . import geometry
+
     try:
         crops = [geometry.crop(image[:, :, ::-1], box.center, box.scale)
                  for image, image_boxes in zip(images_bgr, boxes) for box in image_boxes]
@@ -262,35 +266,35 @@ def run_video(path: str, folder: str, models, args) -> dict:
     writer, frames = None, []
     os.makedirs(folder, exist_ok=True)
     video_out = os.path.join(folder, "annotated.mp4")
-    partial = video_out + ".partial.mp4"
     expected = None if total is None else -(-total // args.every)
     if expected and args.max_frames:
         expected = min(expected, args.max_frames)
-    try:
-        with tqdm(total=expected, desc=os.path.basename(path), unit="frame") as bar:
-            stream = _frames(capture, args.every, args.max_frames)
-            while True:
-                chunk = [(i, to_bgr_u8(f, f"{path} frame {i}")) for i, f in itertools.islice(stream, args.batch_size)]
-                if not chunk:
-                    break
-                folders = [os.path.join(folder, f"frame_{i:06d}") for i, _ in chunk]
-                frames += analyse_images([f for _, f in chunk], [f"{path}#{i}" for i, _ in chunk], folders,
-                                         models, args)
-                for frame_folder in folders:
-                    annotated = cv2.imread(os.path.join(frame_folder, "overview.png"))
-                    if writer is None:
-                        height, width = annotated.shape[:2]
-                        writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"),
-                                                 fps / args.every, (width, height))
-                    writer.write(annotated)
-                bar.update(len(chunk))
-    finally:
-        capture.release()
-        if writer is not None:
-            writer.release()
-    if not frames:
-        raise MeshconfError(f"{path}: the video has no readable frames")
-    os.replace(partial, video_out)
+    with atomic_path(video_out, ".mp4") as partial:  # the video appears only when complete
+        try:
+            with tqdm(total=expected, desc=os.path.basename(path), unit="frame") as bar:
+                stream = _frames(capture, args.every, args.max_frames)
+                while True:
+                    chunk = [(i, to_bgr_u8(f, f"{path} frame {i}"))
+                             for i, f in itertools.islice(stream, args.batch_size)]
+                    if not chunk:
+                        break
+                    folders = [os.path.join(folder, f"frame_{i:06d}") for i, _ in chunk]
+                    frames += analyse_images([f for _, f in chunk], [f"{path}#{i}" for i, _ in chunk], folders,
+                                             models, args)
+                    for frame_folder in folders:
+                        annotated = cv2.imread(os.path.join(frame_folder, "overview.png"))
+                        if writer is None:
+                            height, width = annotated.shape[:2]
+                            writer = cv2.VideoWriter(partial, cv2.VideoWriter_fourcc(*"mp4v"),
+                                                     fps / args.every, (width, height))
+                        writer.write(annotated)
+                    bar.update(len(chunk))
+        finally:
+            capture.release()
+            if writer is not None:
+                writer.release()
+        if not frames:
+            raise MeshconfError(f"{path}: the video has no readable frames")
     report = {"input": path, "frames": len(frames), "fps": fps, "every": args.every,
               "annotated_video": video_out, "frame_reports": [f"frame_{i * args.every:06d}/report.json"
                                                               for i in range(len(frames))]}
@@ -306,20 +310,36 @@ def output_folder(args, path: str, several: bool) -> str:
 
 
 def run(args) -> int:
-    import torch
+    # torch and the models are imported and loaded only once the first image is in memory: decoding a big photo
+    # briefly needs twice its size, which then does not come on top of them.
     from tqdm import tqdm
 
-    from .pipeline import load_models
+    from . import assets
 
     check_arguments(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     inputs = list(args.inputs) + list(args.img)
     if not inputs:
         inputs = [str(resources.files("meshconf") / "data" / EXAMPLE)]
         print(f"no input given: running on the bundled example photo {inputs[0]}")
     items = expand_inputs(inputs)
-    models = load_models(args.data_dir, args.checkpoint, args.estimator)  # one message if files are missing
+    # One message naming every missing file, before any waiting; the weights themselves load when the first
+    # image is in memory (a big photo's decoding briefly needs twice its size: not on top of the models).
+    assets.require_all([n for n in assets.DEMO_ASSETS if not (args.checkpoint and n == "spin_checkpoint")],
+                       args.data_dir)
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise MeshconfError(f"--checkpoint {args.checkpoint}: no such file")
+    loaded_models = []
+
+    def models():
+        if not loaded_models:
+            import torch
+
+            from .pipeline import load_models
+
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            loaded_models.append(load_models(args.data_dir, args.checkpoint, args.estimator))
+        return loaded_models[0]
     failures = 0
     several = len(items) > 1
 
@@ -330,25 +350,37 @@ def run(args) -> int:
 
     images = [path for kind, path in items if kind == "image"]
     with tqdm(total=len(images), desc="images", unit="img", disable=len(images) < 2) as bar:
-        for start in range(0, len(images), args.batch_size):
-            loaded = []
-            for path in images[start: start + args.batch_size]:
-                try:
-                    loaded.append((path, read_bgr(path, max_pixels=args.max_pixels)))
-                except MeshconfError as exc:
-                    failures += 1
-                    tqdm.write(f"meshconf demo: {exc}", file=sys.stderr)
+        loaded, pixels = [], 0
+
+        def flush():
             if loaded:
                 folders = [output_folder(args, path, several) for path, _ in loaded]
                 reports = analyse_images([image for _, image in loaded], [path for path, _ in loaded], folders,
-                                         models, args)
+                                         models(), args)
                 for (path, _), folder, report in zip(loaded, folders, reports):
                     summarise(path, folder, report)
-            bar.update(len(images[start: start + args.batch_size]))
+                loaded.clear()
+
+        for path in images:
+            try:
+                image = read_bgr(path, max_pixels=args.max_pixels)
+            except MeshconfError as exc:
+                failures += 1
+                tqdm.write(f"meshconf demo: {exc}", file=sys.stderr)
+                image = None
+            if image is not None:
+                loaded.append((path, image))
+                pixels += image.shape[0] * image.shape[1]
+            # a batch is at most --batch-size images and BATCH_PIXELS: a folder of huge photos stays bounded
+            if len(loaded) >= args.batch_size or pixels >= BATCH_PIXELS:
+                flush()
+                pixels = 0
+            bar.update(1)
+        flush()
     for path in [path for kind, path in items if kind == "video"]:
         folder = output_folder(args, path, several)
         try:
-            report = run_video(path, folder, models, args)
+            report = run_video(path, folder, models(), args)
         except MeshconfError as exc:
             failures += 1
             print(f"meshconf demo: {exc}", file=sys.stderr)

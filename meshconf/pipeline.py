@@ -18,7 +18,7 @@ from . import constants as C
 from . import geometry, sp_op
 from .errors import MeshconfError
 
-DEMO_ASSETS = ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body", "part_segmentation")
+DEMO_ASSETS = assets.DEMO_ASSETS
 OPENPOSE_BOX_MIN_SCORE = 0.2  # SPIN's bbox_from_openpose: keypoints above this confidence
 OPENPOSE_BOX_RESCALE = 1.2  # ... and the box enlarged by 20%
 

@@ -1,0 +1,621 @@
+"""Fault injection: kill -9, damaged chunks, concurrent writers, changed model files, a full disk, hostile or
+broken download servers, bad arguments, non-finite arrays and weights. Each case is one defect of issue 12."""
+
+from __future__ import annotations
+
+import errno
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from meshconf import extract as X
+from meshconf.chunks import ChunkStore
+from meshconf.cli import main as cli_main
+from meshconf.errors import MeshconfError
+from meshconf.fileio import FolderLock, json_bytes, write_atomic, write_json
+
+
+def _strict_json(path):
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+    return json.loads(open(path).read(), parse_constant=refuse)
+
+
+# ------------------------------------------------------------------------------------------------ chunk store
+def _store(tmp_path, settings=None):
+    store = ChunkStore(str(tmp_path / "chunks"), log=lambda m: None)
+    store.bind(settings or {"a": 1})
+    return store
+
+
+def _chunk(rows, width=14, value=0.0):
+    rows = np.asarray(rows)
+    return {"index": rows, "x": np.full((len(rows), width), value) + rows[:, None]}
+
+
+def test_merged_returns_exactly_the_requested_rows_each_once(tmp_path):
+    store = _store(tmp_path)
+    store.write(_chunk([0, 1, 2]))
+    store.write(_chunk([3, 4]))
+    merged = store.merged(["x"], rows=[0, 1, 2, 3, 4])
+    assert merged["index"].tolist() == [0, 1, 2, 3, 4]
+    assert store.merged(["x"], rows=[1, 3])["index"].tolist() == [1, 3]  # another rank's rows are left out
+    with pytest.raises(MeshconfError, match="lacks 1 of the requested rows"):
+        store.merged(["x"], rows=[0, 1, 2, 3, 4, 5])
+    store.write(_chunk([2, 3]))  # what two writers with other batch sizes leave behind
+    with pytest.raises(MeshconfError, match="more than once"):
+        store.merged(["x"], rows=range(5))
+
+
+def test_damaged_chunks_are_moved_aside_in_one_line_each(tmp_path):
+    notes = []
+    store = ChunkStore(str(tmp_path / "c"), log=notes.append)
+    store.bind({"a": 1})
+    for start in (0, 2, 4, 6, 8):
+        store.write(_chunk([start, start + 1]))
+    folder = tmp_path / "c"
+    (folder / "chunk_000000000.npz").write_bytes((folder / "chunk_000000000.npz").read_bytes()[:100])  # truncated
+    (folder / "chunk_000000002.npz").write_bytes(b"")  # emptied
+    altered = dict(np.load(folder / "chunk_000000004.npz"))
+    altered["x"][0, 0] += 1  # values changed, file well-formed
+    np.savez(folder / "chunk_000000004.npz", **altered)
+    os.remove(folder / "chunk_000000006.json")  # a chunk without its checksum
+    assert store.done() == {8, 9}
+    assert len(notes) == 4 and all("damaged" in n and "\n" not in n for n in notes)
+    assert sorted(os.listdir(folder / "damaged")) == sorted(
+        ["chunk_000000000.npz", "chunk_000000000.json", "chunk_000000002.npz", "chunk_000000002.json",
+         "chunk_000000004.npz", "chunk_000000004.json", "chunk_000000006.npz"])
+
+
+def test_a_well_formed_chunk_of_another_width_is_not_merged(tmp_path):
+    notes = []
+    store = ChunkStore(str(tmp_path / "c"), log=notes.append)
+    store.bind({"a": 1})
+    store.write(_chunk([0, 1]))
+    store.write(_chunk([2, 3]))
+    store.write(_chunk([4], width=13))
+    assert store.done() == {0, 1, 2, 3} and "another shape" in notes[0]
+    assert store.merged(["x"], rows=[0, 1, 2, 3])["x"].shape == (4, 14)
+
+
+def test_chunks_without_settings_are_not_reused_silently(tmp_path):
+    store = _store(tmp_path, {"weights": "A"})
+    store.write(_chunk([0, 1]))
+    os.remove(tmp_path / "chunks" / "settings.json")
+    with pytest.raises(MeshconfError, match="no settings.json"):
+        ChunkStore(str(tmp_path / "chunks")).bind({"weights": "B"})
+    again = ChunkStore(str(tmp_path / "chunks"))
+    again.bind({"weights": "A"})  # the chunks carry the hash of their settings: these are provably the same
+    assert again.done() == {0, 1}
+
+
+def test_lock_refuses_a_second_process_naming_its_pid(tmp_path):
+    folder = tmp_path / "chunks"
+    folder.mkdir()
+    code = ("import sys, time; from meshconf.fileio import FolderLock\n"
+            f"with FolderLock({str(folder)!r}, '.lock.0'):\n    print('held', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(MeshconfError, match=f"pid {holder.pid}"):
+            with ChunkStore(str(folder)).lock(0):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with ChunkStore(str(folder)).lock(0):  # a killed holder leaves no stale lock
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ extraction
+def _extract(tmp_path, data, networks, out="out", **kw):
+    spin, smpl, body = networks
+    return X.extract(spin, smpl, body, data, str(tmp_path / out), "t", progress=False, **kw)
+
+
+@pytest.fixture
+def tiny_models(spin_model, smpl_layer, body_model):
+    return spin_model, smpl_layer, body_model
+
+
+def _arrays(folder):
+    return {s: np.load(folder / f"t_{s}.npy") for s in ("sp_op", "sp_gt", "conf")}
+
+
+def test_damaged_chunks_are_redone_bit_for_bit(tmp_path, tiny_dataset, tiny_models):
+    from meshconf.dataset import AnnotatedCrops
+
+    data = AnnotatedCrops(*tiny_dataset)
+    assert _extract(tmp_path, data, tiny_models, "clean", batch_size=2, occlude=True, seed=1)
+    assert _extract(tmp_path, data, tiny_models, "hurt", batch_size=2, occlude=True, seed=1)
+    chunks = tmp_path / "hurt" / ".t_chunks"
+    (chunks / "chunk_000000000.npz").write_bytes(b"\0" * 300)  # zeroed
+    (chunks / "chunk_000000002.npz").write_bytes((chunks / "chunk_000000002.npz").read_bytes()[:-40])  # truncated
+    assert _extract(tmp_path, data, tiny_models, "hurt", batch_size=2, occlude=True, seed=1)
+    clean, hurt = _arrays(tmp_path / "clean"), _arrays(tmp_path / "hurt")
+    for key in clean:
+        assert clean[key].tobytes() == hurt[key].tobytes(), key
+    assert len(os.listdir(chunks / "damaged")) == 4
+
+
+def test_resume_with_other_model_settings_is_refused(tmp_path, tiny_dataset, tiny_models):
+    from meshconf.dataset import AnnotatedCrops
+
+    data = AnnotatedCrops(*tiny_dataset)
+    first = {"sha256": {"spin": "a" * 64}, "numerics": 1, "precision": "float32", "device": "cpu"}
+    assert not _extract(tmp_path, data, tiny_models, batch_size=2, max_batches=1, models=first)
+    with pytest.raises(MeshconfError, match=r"other settings \(models\)"):
+        _extract(tmp_path, data, tiny_models, batch_size=2, models={**first, "sha256": {"spin": "b" * 64}})
+
+
+def test_nan_producing_spin_writes_no_arrays(tmp_path, tiny_dataset, tiny_models):
+    from meshconf.dataset import AnnotatedCrops
+
+    spin, smpl, body = tiny_models
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = spin
+
+        def forward(self, x):
+            rotmat, betas, camera = self.inner(x)
+            return rotmat, betas, camera * float("nan")
+
+    data = AnnotatedCrops(*tiny_dataset)
+    with pytest.raises(MeshconfError, match="non-finite outputs for 5 of 5 rows"):
+        _extract(tmp_path, data, (Broken(), smpl, body), batch_size=5)
+    assert not list((tmp_path / "out").glob("*.npy"))
+
+
+def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_dataset, tiny_models, monkeypatch):
+    from meshconf import qualitative
+    from meshconf.dataset import AnnotatedCrops
+    from meshconf import fileio
+
+    data = AnnotatedCrops(*tiny_dataset)
+    assert _extract(tmp_path, data, tiny_models, batch_size=5)
+    out = tmp_path / "out"
+    a = data.annotations
+    found = qualitative.find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
+    assert found.matched_by == "manifest"
+    merged = {"ed": np.ones((5, 14)), "se": np.ones((5, 14)), "conf": np.ones((5, 14)),
+              "occluded_joint": np.full(5, -1)}
+    real = fileio.write_atomic
+    calls = []
+
+    def full_disk(path, payload):
+        calls.append(path)
+        if len(calls) == 2:  # the second array: the disk fills up
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        real(path, payload)
+
+    monkeypatch.setattr(X, "write_atomic", full_disk)
+    with pytest.raises(OSError):
+        X.write_outputs(str(out), "t", merged, data, False, {})
+    monkeypatch.undo()
+    assert np.load(out / "t_sp_op.npy").tolist() == np.ones((5, 14)).tolist()  # new
+    assert not (out / "t_manifest.json").exists()  # ... and nothing vouches for the mix
+    with pytest.raises(MeshconfError, match="no .*manifest"):
+        qualitative.find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
+
+
+def test_manifest_hashes_catch_an_array_from_another_run(tmp_path, tiny_dataset, tiny_models):
+    from meshconf import qualitative
+    from meshconf.dataset import AnnotatedCrops
+
+    data = AnnotatedCrops(*tiny_dataset)
+    assert _extract(tmp_path, data, tiny_models, batch_size=5)
+    np.save(tmp_path / "out" / "t_sp_gt.npy", np.zeros((5, 14)))
+    a = data.annotations
+    with pytest.raises(MeshconfError, match="does not match the SHA-256"):
+        qualitative.find_row(str(tmp_path / "out"), "t", a.imgname[0], a.center[0], 0, len(a))
+
+
+def test_write_atomic_leaves_nothing_on_a_full_disk(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    target.write_text("old")
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError):
+        write_atomic(target, b"new contents")
+    monkeypatch.undo()
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["x.json"]
+
+
+def test_write_atomic_on_a_real_full_filesystem(tmp_path):
+    """A 64 KiB tmpfs where this machine lets us mount one (root in a container usually may)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()[:80]}); "
+                    "test_write_atomic_leaves_nothing_on_a_full_disk injects ENOSPC instead")
+    try:
+        (mount / "x.bin").write_bytes(b"old")
+        with pytest.raises(OSError) as info:
+            write_atomic(mount / "x.bin", b"\1" * (1 << 20))
+        assert info.value.errno == errno.ENOSPC
+        assert (mount / "x.bin").read_bytes() == b"old" and os.listdir(mount) == ["x.bin"]
+    finally:
+        subprocess.run(["umount", str(mount)])
+
+
+@pytest.mark.slow
+def test_kill_9_during_extract_then_resume_equals_undisturbed(tmp_path, tiny_dataset, demo_data_dir):
+    path, root = tiny_dataset
+    common = ["--annotations", str(path), "--images", str(root), "--name", "t", "--occlude",
+              "--data-dir", str(demo_data_dir), "--batch-size", "1", "--threads", "1"]
+    assert X.main(common + ["--out", str(tmp_path / "clean")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    victim = subprocess.Popen([sys.executable, "-m", "meshconf.extract", *common, "--out", str(tmp_path / "k")],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chunks = tmp_path / "k" / ".t_chunks"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(chunks.glob("chunk_*.json"))) < 2:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert 2 <= len(list(chunks.glob("chunk_*.json"))) < 5, "the job was not caught mid-run"
+    assert X.main(common + ["--out", str(tmp_path / "k")]) == 0
+    clean, resumed = _arrays(tmp_path / "clean"), _arrays(tmp_path / "k")
+    for key in clean:
+        assert clean[key].tobytes() == resumed[key].tobytes(), key
+
+
+@pytest.mark.slow
+def test_extract_job_binds_the_checkpoint_and_the_lock(tmp_path, tiny_dataset, demo_data_dir, mean_params, capsys):
+    from meshconf.recipe import write_spin_checkpoint
+
+    other = tmp_path / "other.pt"
+    write_spin_checkpoint(other, 1, mean_params)
+    path, root = tiny_dataset
+    common = ["extract", "--annotations", str(path), "--images", str(root), "--name", "t", "--out",
+              str(tmp_path / "o"), "--data-dir", str(demo_data_dir), "--batch-size", "5"]
+    assert cli_main(common) == 0
+    manifest = _strict_json(tmp_path / "o" / "t_manifest.json")
+    assert set(manifest["models"]["sha256"]) == {"spin", "openpose", "smpl", "J_regressor_extra"}
+    capsys.readouterr()
+    assert cli_main(common + ["--checkpoint", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (models)" in err and len(err.strip().splitlines()) == 1
+    with FolderLock(str(tmp_path / "o" / ".t_chunks"), ".lock.0"):
+        assert cli_main(common) == 2
+    assert f"pid {os.getpid()}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ downloads
+class _Hostile:
+    """A local server whose every answer a test scripts: handler(request) -> (status, headers, body or iterator)."""
+
+    def __init__(self):
+        self.script = {}
+        self.requests = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                owner.requests.append((name, self.headers.get("Range")))
+                status, headers, body = owner.script[name](self.headers.get("Range"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                try:
+                    for block in ([body] if isinstance(body, bytes) else body):
+                        self.wfile.write(block)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def hostile():
+    server = _Hostile()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def test_endless_stream_is_capped(tmp_path, hostile):
+    from meshconf.download import download
+
+    def endless(_):
+        return 200, {}, iter(lambda: b"\0" * 65536, None)
+
+    hostile.script["x"] = endless
+    with pytest.raises(MeshconfError, match="limit"):
+        download(f"{hostile.url}/x", tmp_path / "x", progress=False, max_bytes=1 << 20)
+    assert not os.listdir(tmp_path)
+
+
+def test_206_from_another_offset_is_not_spliced_in(tmp_path, hostile):
+    from meshconf.download import download
+
+    data = bytes(range(256)) * 100
+
+    def wrong_range(rng):
+        if rng:  # asked for bytes 1000-, answers from 0 with a 206
+            return 206, {"Content-Range": f"bytes 0-{len(data) - 1}/{len(data)}", "Content-Length": len(data)}, data
+        return 200, {"Content-Length": len(data)}, data
+
+    hostile.script["x"] = wrong_range
+    (tmp_path / "x.part").write_bytes(data[:1000])
+    download(f"{hostile.url}/x", tmp_path / "x", progress=False)
+    assert (tmp_path / "x").read_bytes() == data
+
+
+def test_416_on_a_short_part_starts_over(tmp_path, hostile):
+    from meshconf.download import download
+
+    data = b"abc" * 5000
+
+    def refuses_ranges(rng):
+        if rng:
+            return 416, {"Content-Range": f"bytes */{len(data)}"}, b""
+        return 200, {"Content-Length": len(data)}, data
+
+    hostile.script["x"] = refuses_ranges
+    (tmp_path / "x.part").write_bytes(data[:100])
+    download(f"{hostile.url}/x", tmp_path / "x", progress=False)
+    assert (tmp_path / "x").read_bytes() == data
+
+
+def test_fetch_checks_before_the_final_name_and_rechecks_what_it_finds(tmp_path, hostile, shared):
+    from meshconf import assets as A
+    from meshconf.fetch import fetch_assets
+
+    good = (shared / "data" / "spin" / "J_regressor_extra.npy").read_bytes()
+    served = {"body": b"not an npy file at all"}
+    hostile.script["J_regressor_extra.npy"] = lambda rng: (200, {"Content-Length": len(served["body"])},
+                                                          served["body"])
+    item = A.Asset("J_regressor_extra", "J_regressor_extra.npy", "test", url=f"{hostile.url}/J_regressor_extra.npy")
+    with pytest.raises(MeshconfError, match="failed its check"):
+        fetch_assets([item], str(tmp_path), progress=False, log=lambda m: None)
+    assert not (tmp_path / "J_regressor_extra.npy").exists()  # never under the final name unchecked
+    assert (tmp_path / "J_regressor_extra.npy.invalid").exists()
+    # a damaged file already under the final name (copied in, or from an older version) is checked and replaced
+    (tmp_path / "J_regressor_extra.npy").write_bytes(good[:200])
+    served["body"] = good
+    log = []
+    fetch_assets([item], str(tmp_path), progress=False, log=log.append)
+    assert (tmp_path / "J_regressor_extra.npy").read_bytes() == good
+    assert any(line.strip().startswith("invalid") for line in log)
+
+
+def test_truncated_archive_is_fetched_again(tmp_path, hostile, shared):
+    import io
+    import tarfile
+
+    from meshconf import assets as A
+    from meshconf.fetch import fetch_assets
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(shared / "data" / "spin" / "J_regressor_extra.npy", arcname="data/J_regressor_extra.npy")
+    archive = buffer.getvalue()
+    hostile.script["data.tar.gz"] = lambda rng: (200, {"Content-Length": len(archive)}, archive)
+    (tmp_path / ".downloads").mkdir()
+    (tmp_path / ".downloads" / "data.tar.gz").write_bytes(archive[: len(archive) // 2])  # an earlier run's half
+    item = A.Asset("J_regressor_extra", "J_regressor_extra.npy", "test", url=f"{hostile.url}/data.tar.gz",
+                   archive_member="J_regressor_extra.npy")
+    fetch_assets([item], str(tmp_path), progress=False, log=lambda m: None)
+    assert np.load(tmp_path / "J_regressor_extra.npy").shape == (9, 6890)
+    assert not os.listdir(tmp_path / ".downloads")
+
+
+# ------------------------------------------------------------------------------------------------ images
+def test_large_boxes_are_cropped_in_strips_to_the_same_bytes(monkeypatch):
+    from meshconf import geometry as G
+
+    rng = np.random.default_rng(1)
+    for trial in range(12):
+        h, w = rng.integers(60, 700, 2)
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        if trial % 2:
+            image = (image // 5 + 90).astype(np.uint8)  # a narrow range: the contrast stretch matters
+        center, scale = (rng.uniform(-40, w + 40), rng.uniform(-40, h + 40)), rng.uniform(0.3, 5)
+        try:
+            direct = G.crop(image, center, scale)
+        except ValueError:
+            continue
+        monkeypatch.setattr(G, "CROP_DIRECT_PIXELS", 0)
+        monkeypatch.setattr(G, "CROP_STRIP_BYTES", int(rng.integers(2000, 100000)))
+        assert np.array_equal(G.crop(image, center, scale), direct)
+        monkeypatch.undo()
+
+
+def test_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    import cv2
+
+    from meshconf.imageio import read_bgr
+
+    cv2.imwrite(str(tmp_path / "big.png"), np.zeros((300, 400, 3), np.uint8))
+    with pytest.raises(MeshconfError, match="400x300 px is more than the limit of 100000 pixels; .*--max-pixels"):
+        read_bgr(tmp_path / "big.png", max_pixels=100000)
+    assert read_bgr(tmp_path / "big.png", max_pixels=120000).shape == (300, 400, 3)
+
+
+# ------------------------------------------------------------------------------------------------ bad arguments
+@pytest.mark.parametrize("extra, message", [
+    (["--bbox", "10", "10", "-5", "20"], "positive width"),
+    (["--bbox", "nan", "10", "5", "20"], "finite"),
+    (["--bbox", "inf", "10", "5", "20"], "finite"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--every", "0"], "--every must be at least 1"),
+    (["--max-people", "0"], "--max-people must be at least 1"),
+    (["--max-people", "-3"], "--max-people must be at least 1"),
+    (["--render-res", "8"], "--render-res must be at least 32"),
+])
+def test_demo_refuses_bad_arguments_before_loading_models(tmp_path, capsys, extra, message):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert cli_main(["demo", str(image), "--data-dir", str(tmp_path / "nothing"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and "missing" not in err
+
+
+def test_demo_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert cli_main(["demo", "--out", str(tmp_path / "f"), "--data-dir", str(tmp_path)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bbox, message", [
+    (["5000", "5000", "10", "10"], "lies outside"),
+    (["-500", "-500", "100", "100"], "lies outside"),
+    (["0", "0", "1e7", "1e7"], "more than 4x"),
+])
+def test_demo_bbox_against_the_image(tmp_path, capsys, demo_data_dir, shared, bbox, message):
+    image = shared / "data" / "meshconfidence" / "examples" / "im1010.jpg"
+    assert cli_main(["demo", str(image), "--bbox", *bbox, "--out", str(tmp_path / "o"),
+                     "--data-dir", str(demo_data_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_folder_named_like_an_image_is_skipped(tmp_path, capsys):
+    from meshconf.demo import expand_inputs
+
+    (tmp_path / "x.png").mkdir()
+    (tmp_path / "y.png").write_bytes(b"")
+    assert expand_inputs([str(tmp_path)]) == [("image", str(tmp_path / "y.png"))]
+    assert "x.png is a folder, skipped" in capsys.readouterr().err
+
+
+def test_text_file_as_checkpoint(tmp_path):
+    from meshconf.models import load_spin
+    from meshconf.openpose import load_body
+
+    text = tmp_path / "notes.pt"
+    text.write_text("these are not weights\n" * 20)
+    for loader in (load_spin, load_body):
+        with pytest.raises(MeshconfError, match="not a readable PyTorch file"):
+            loader(text)
+
+
+@pytest.mark.parametrize("dtype, message", [(torch.float16, "is float16"), (torch.int32, "is int32"),
+                                            (torch.complex64, "is complex64"), (None, "NaN or infinite")])
+def test_checkpoints_of_other_precision_or_non_finite_are_refused(tmp_path, spin_checkpoint, dtype, message):
+    from meshconf.models import load_spin
+
+    state = torch.load(spin_checkpoint, weights_only=True)
+    key = "fc1.weight"
+    model = state["model"]
+    model[key] = model[key].to(dtype) if dtype is not None else model[key].clone().fill_(float("nan"))
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(MeshconfError, match=message):
+        load_spin(tmp_path / "bad.pt")
+
+
+def _estimator_file(tmp_path, mutate):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from meshconf.classifier.models import shipped_path
+
+    with safe_open(shipped_path("original"), framework="pt") as fh:
+        meta = dict(fh.metadata())
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    mutate(tensors, meta)
+    path = tmp_path / "est.safetensors"
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda t, m: m.update(metadata="{not json"), "not a valid meshconf estimator"),
+    (lambda t, m: t.pop("mc.fc1.weight"), "does not fit"),
+    (lambda t, m: t.update({"mc.fc1.weight": t["mc.fc1.weight"].half()}), "is float16"),
+    (lambda t, m: t["mc.fc1.weight"].fill_(float("nan")), "NaN or infinite"),
+])
+def test_broken_estimator_files_are_refused(tmp_path, mutate, message):
+    from meshconf.classifier import load
+
+    with pytest.raises(MeshconfError, match=message):
+        load(str(_estimator_file(tmp_path, mutate)))
+
+
+def test_truncated_annotation_file(tmp_path, tiny_dataset, capsys):
+    path, root = tiny_dataset
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(path.read_bytes()[:300])
+    for argv in (["extract", "--annotations", str(cut), "--images", str(root), "--out", str(tmp_path), "--name", "x"],
+                 ["sensitivity", "dataset", "--annotations", str(cut), "--images", str(root), "--out",
+                  str(tmp_path / "s")],
+                 ["qualitative", "--dataset", "3dpw", "--img_number", "0", "--annotations", str(cut), "--images",
+                  str(root), "--arrays", str(tmp_path)]):
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "not a readable annotation file" in err and len(err.splitlines()) == 1, err
+
+
+# ------------------------------------------------------------------------------------------------ non-finite
+def _write_set(folder, name, ed, se, conf):
+    for suffix, array in (("sp_op", ed), ("sp_gt", se), ("conf", conf)):
+        np.save(folder / f"{name}_{suffix}.npy", array)
+
+
+def test_prepare_refuses_non_finite_arrays_or_drops_them_when_asked(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    ed, se, conf = rng.uniform(0, 1, (50, 14)), rng.uniform(0, 0.3, (50, 14)), rng.uniform(0.2, 1, (50, 14))
+    ed[7, 3] = np.nan
+    conf[9, 0] = np.inf
+    _write_set(tmp_path, "a", ed, se, conf)
+    assert cli_main(["prepare", "--data", str(tmp_path), "--sets", "a", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "a_sp_op.npy: array ed holds NaN or infinite values in 1 rows (first: row 7)" in err
+    assert not (tmp_path / "p").exists()
+    assert cli_main(["prepare", "--data", str(tmp_path), "--sets", "a", "--out", str(tmp_path / "p"),
+                     "--drop-nonfinite"]) == 0
+    assert "2 of 50 rows hold non-finite values" in capsys.readouterr().out
+    meta = _strict_json(tmp_path / "p" / "prepared.json")
+    assert np.isfinite(meta["ed_mean"]).all()
+
+
+def test_every_json_is_strict(tmp_path):
+    write_json(tmp_path / "r.json", {"p_accurate": float("nan"), "x": [1.0, float("inf")], "ok": np.float32(2)})
+    data = _strict_json(tmp_path / "r.json")
+    assert data["p_accurate"] is None and data["x"] == [1.0, None] and data["ok"] == 2.0
+    assert "p_accurate" in data["problem"] and "x[1]" in data["problem"]
+    assert json_bytes([float("nan")]) == b"[\n null\n]\n"
+
+
+def test_nan_openpose_confidence_is_flagged_not_silent(tiny_models, monkeypatch):
+    import meshconf.pipeline as P
+    from meshconf.classifier import load
+
+    spin, smpl, body = tiny_models
+    crops = [np.full((224, 224, 3), 128, np.uint8)]
+    models = P.Models(spin, smpl, body, load("default"), {}, {})
+    real = P.sp_op.relative_ed
+
+    def nan_conf(*args, **kwargs):  # what a damaged OpenPose network gives
+        result = real(*args, **kwargs)
+        result.conf[:] = np.nan
+        return result
+
+    monkeypatch.setattr(P.sp_op, "relative_ed", nan_conf)
+    flagged = P.analyse_crops(models, crops)[0]
+    assert flagged.problem and "non-finite confidences" in flagged.problem
