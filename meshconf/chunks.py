@@ -246,14 +246,11 @@ def distributed() -> tuple[int, int]:
 
 
 def local_device() -> str:
-    """This process's device: its own GPU under torchrun (LOCAL_RANK), else the first GPU, else the CPU."""
-    import torch
+    """This process's device under the one policy (`runtime.resolve_device("auto")`): its own GPU under torchrun
+    (LOCAL_RANK), else the first GPU, else the CPU."""
+    from .runtime import resolve_device
 
-    if not torch.cuda.is_available():
-        return "cpu"
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-    torch.cuda.set_device(device)
-    return device
+    return str(resolve_device("auto"))
 
 
 def shard(n: int, rank: int, world: int, rows=None) -> list[int]:

@@ -27,6 +27,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import MeshconfError
+from .options import add_model_options, check_model_options, model_choice
 from .fileio import atomic_path, write_json
 from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
@@ -34,15 +35,12 @@ EXAMPLE = "astronaut.jpg"
 MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
 MAX_BOX_FACTOR = 4
 BATCH_PIXELS = 48_000_000  # images held at once, in pixels (3 bytes each)
-DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="*", help="images, folders of images, or videos (default: the bundled "
                         "example photo)")
     parser.add_argument("--img", action="append", default=[], help="an input image (the original demo's flag)")
-    parser.add_argument("--checkpoint", help="SPIN checkpoint (default: model_checkpoint.pt in the data folder)")
-    parser.add_argument("--data-dir", help="model files folder (default: $MESHCONF_DATA or ~/.cache/meshconf)")
     parser.add_argument("--out", help="output folder (default: <input name>_meshconf next to the current folder)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cropped", action="store_true",
@@ -58,8 +56,7 @@ def add_arguments(parser) -> None:
                              "uses pyrender when it can open a context (default: %(default)s)")
     parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    add_model_options(parser, 16, "crops (and images) per forward pass")
     parser.add_argument("--max-pixels", type=float, default=MAX_PIXELS,
                         help="refuse larger images, read from the file's header before decoding (default: "
                              "%(default).0f; decoding needs 6 bytes per pixel for a moment, then the demo holds 3 "
@@ -68,9 +65,9 @@ def add_arguments(parser) -> None:
 
 def check_arguments(args) -> None:
     """Every range check before any model loads: a bad option costs no waiting."""
-    for option, value, least in (("--batch-size", args.batch_size, 1), ("--every", args.every, 1),
-                                 ("--max-people", args.max_people, 1), ("--max-frames", args.max_frames, 0),
-                                 ("--threads", args.threads, 0), ("--render-res", args.render_res, 32)):
+    check_model_options(args)
+    for option, value, least in (("--every", args.every, 1), ("--max-people", args.max_people, 1),
+                                 ("--max-frames", args.max_frames, 0), ("--render-res", args.render_res, 32)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
     if not (np.isfinite(args.max_pixels) and args.max_pixels >= 1):
@@ -116,38 +113,6 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
             out.append(("video", item))
         else:
             out.append(("image", item))
-    return out
-
-
-def boxes_for_images(images_bgr: list[np.ndarray], models, args) -> list[list]:
-    """Person boxes for each image; automatic detection runs OpenPose on all images in batches."""
-    import cv2
-
-    from . import geometry
-    from .openpose import detect_batch
-    from .pipeline import Box, box_from_xywh, boxes_from_people
-
-    if args.cropped:
-        out = []
-        for image in images_bgr:
-            center, scale = geometry.centered_box(*image.shape[:2])
-            out.append([Box(tuple(float(v) for v in center), scale, "cropped")])
-        return out
-    if args.bbox:
-        for image in images_bgr:
-            check_bbox(args.bbox, image.shape[1], image.shape[0])
-        return [[box_from_xywh(*args.bbox)] for _ in images_bgr]
-    # The decoder upsamples its maps to the full image (as the reference does): 57 float maps of a 12-megapixel
-    # photo would take 3 GB. Boxes need far less resolution, so big images are searched at DETECT_MAX_SIDE.
-    factors = [min(1.0, DETECT_MAX_SIDE / max(image.shape[:2])) for image in images_bgr]
-    small = [image if f == 1.0 else cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-             for image, f in zip(images_bgr, factors)]
-    detections = detect_batch(models.body, small, batch_size=args.batch_size)
-    out = []
-    for (candidate, subset), f in zip(detections, factors):
-        candidate = np.array(candidate, dtype=np.float64).reshape(-1, 4)
-        candidate[:, :2] /= f
-        out.append(boxes_from_people(candidate, subset, args.max_people))
     return out
 
 
@@ -207,33 +172,28 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     return report
 
 
-def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], models, args) -> list[dict]:
-    """Everything for several images, batched through the models; returns their reports (also written)."""
+def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], engine, args) -> list[dict]:
+    """Everything for several images through the `MeshConfidence` engine; writes and returns their reports."""
     from . import figures
-    from .pipeline import analyse_crops
 
-    start = time.perf_counter()
-    boxes = boxes_for_images(images_bgr, models, args)
-    detect_ms = (time.perf_counter() - start) * 1e3 / max(len(images_bgr), 1)
-    from . import geometry
-
-    try:
-        crops = [geometry.crop(image[:, :, ::-1], box.center, box.scale)
-                 for image, image_boxes in zip(images_bgr, boxes) for box in image_boxes]
-    except ValueError as exc:
-        raise MeshconfError(f"{names[0] if len(names) == 1 else 'an image'}: cannot cut the person box ({exc})")\
-            from None
-    analyses = iter(analyse_crops(models, crops, legacy_ed=args.legacy_ed, batch_size=args.batch_size))
+    if args.bbox:
+        for image in images_bgr:
+            check_bbox(args.bbox, image.shape[1], image.shape[0])
+    results = engine.analyse(images_bgr, boxes=[args.bbox] * len(images_bgr) if args.bbox else None,
+                             cropped=args.cropped, max_people=args.max_people, legacy_ed=args.legacy_ed,
+                             batch_size=args.batch_size)
+    models = engine.models
     reports = []
-    for image, name, folder, image_boxes in zip(images_bgr, names, folders, boxes):
-        mine = [next(analyses) for _ in image_boxes]
-        people = [write_person(os.path.join(folder, f"person{k}"), analysis, box, models, args)
-                  for k, (box, analysis) in enumerate(zip(image_boxes, mine))]
-        report = {"input": name, "image_size": [int(image.shape[1]), int(image.shape[0])], "people": people,
-                  "person_detection_ms": round(detect_ms, 2), "models": models.paths, "estimator": args.estimator}
-        if not image_boxes:
+    for image, name, folder, result in zip(images_bgr, names, folders, results):
+        people = [write_person(os.path.join(folder, f"person{k}"), person.analysis, person.box, models, args)
+                  for k, person in enumerate(result.people)]
+        report = {"input": name, "image_size": list(result.image_size), "people": people,
+                  "person_detection_ms": result.person_detection_ms, "models": models.paths,
+                  "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
+                  "tf32": models.tf32}
+        if not result.people:
             report["message"] = "no person found"
-        write_image(os.path.join(folder, "overview.png"), figures.overview(image, image_boxes, mine))
+        write_image(os.path.join(folder, "overview.png"), figures.overview(image, result.boxes, result.analyses))
         write_json(os.path.join(folder, "report.json"), report)
         reports.append(report)
     return reports
@@ -332,13 +292,9 @@ def run(args) -> int:
 
     def models():
         if not loaded_models:
-            import torch
+            from .inference import MeshConfidence
 
-            from .pipeline import load_models
-
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            loaded_models.append(load_models(args.data_dir, args.checkpoint, args.estimator))
+            loaded_models.append(MeshConfidence(estimator=args.estimator, **model_choice(args)))
         return loaded_models[0]
     failures = 0
     several = len(items) > 1

@@ -25,11 +25,12 @@ import sys
 import numpy as np
 import torch
 
-from . import __version__, assets, geometry, sp_op
-from .chunks import ChunkStore, collect, distributed, local_device, model_settings, run_chunked, shard
+from . import __version__, geometry, sp_op
+from .chunks import ChunkStore, collect, distributed, model_settings, run_chunked, shard
 from . import constants as C
 from .errors import MeshconfError
 from .fileio import npy_bytes, sha256_bytes, write_atomic, write_json
+from .options import add_model_options, check_model_options, model_choice
 from .sensitivity.occlusion import NAMED_FILLS, joint_window
 
 
@@ -39,12 +40,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--name", required=True, help="array name prefix, e.g. 3dpw_test or 3dpw_occ_test")
     parser.add_argument("--occlude", action="store_true", help="occlude one ground-truth joint per image")
-    parser.add_argument("--occ-size", type=int, default=40)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--checkpoint")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--occ-size", type=int, default=40, help="occluder side in crop px (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="with --occlude: which joint each row occludes is drawn from (seed, row) "
+                             "(default: %(default)s)")
+    add_model_options(parser, 16, "crops per forward pass")
     parser.add_argument("--workers", type=int, default=0,
                         help="image-reading processes (default: 0, reading in the main process; use 4-8 on a GPU)")
 
@@ -81,7 +81,7 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                 occluded[k] = joint
     device = next(spin.parameters()).device
     with torch.inference_mode():
-        x = geometry.normalize_crop(crops).to(device).contiguous(memory_format=torch.channels_last)
+        x = geometry.normalize_crop(crops, device).contiguous(memory_format=torch.channels_last)
         rotmat, betas, camera = spin(x)
         keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
     spin_finite = np.isfinite(keypoints).all(axis=(1, 2))
@@ -177,39 +177,27 @@ def row_keys(annotations) -> list:
 
 
 def run(args) -> int:
+    from .bundle import load_models
     from .dataset import AnnotatedCrops
-    from .models import load_smpl, load_spin
-    from .models.resnet import fold_batchnorm
-    from .openpose import load_body
 
-    for option, value, least in (("--batch-size", args.batch_size, 1), ("--occ-size", args.occ_size, 1),
-                                 ("--threads", args.threads, 0), ("--workers", args.workers, 0)):
+    check_model_options(args)
+    for option, value, least in (("--occ-size", args.occ_size, 1), ("--workers", args.workers, 0)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    dataset = AnnotatedCrops(args.annotations, args.images)  # a bad annotation file is reported before loading
     rank, world = distributed()
-    device = local_device()
-    dataset = AnnotatedCrops(args.annotations, args.images)
-    names = [n for n in ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body")
-             if not (args.checkpoint and n == "spin_checkpoint")]
-    paths = assets.require_all(names, args.data_dir)
-    checkpoint = args.checkpoint or paths["spin_checkpoint"]
-    spin = fold_batchnorm(load_spin(checkpoint, device))  # same outputs to float rounding, faster in batches
-    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
-    body = load_body(paths["openpose_body"], device)
-    files = {"spin": checkpoint, "openpose": paths["openpose_body"], "smpl": paths["smpl_neutral"],
-             "J_regressor_extra": paths["J_regressor_extra"]}
-    models = model_settings(files, precision="float32", device=device)
+    models = load_models({"spin", "smpl", "body"}, fixed_shapes=True, **model_choice(args))
     info = {"annotations": os.path.abspath(args.annotations), "images": os.path.abspath(args.images),
-            "weights": {k: os.path.abspath(v) for k, v in files.items()},
-            "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed, "processes": world}
-    if not extract(spin, smpl, body, dataset, args.out, args.name, args.batch_size, args.occlude, args.seed,
-                   args.occ_size, progress=rank == 0, rank=rank, world=world, workers=args.workers,
-                   models=models, info=info):
+            "weights": models.describe()["files"], "device": str(models.device), "precision": models.precision,
+            "tf32": models.tf32, "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed,
+            "processes": world}
+    if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
+                   args.occlude, args.seed, args.occ_size, progress=rank == 0, rank=rank, world=world,
+                   workers=args.workers, models=models.settings(), info=info):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
     if rank == 0:
-        print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows) and the manifest")
+        label = "" if models.precision == "float32" else f" ({models.precision})"
+        print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows{label}) and the manifest")
     return 0
 
 

@@ -216,12 +216,17 @@ def _crop_in_strips(img, box_hw, new_y, new_x, old_y, old_x, res: int) -> np.nda
     return np.array(image.resize((res, res), resample=Image.BILINEAR))
 
 
-def normalize_crop(crop_u8: np.ndarray) -> torch.Tensor:
-    """uint8 (..., H, W, 3) RGB crops -> float32 (..., 3, H, W) ImageNet-normalised tensor (true division)."""
-    x = torch.from_numpy(np.ascontiguousarray(crop_u8)).float() / 255.0
+def normalize_crop(crop_u8, device=None) -> torch.Tensor:
+    """uint8 (..., H, W, 3) RGB crops (array or tensor) -> float32 (..., 3, H, W) ImageNet-normalised tensor (true
+    division), computed on `device` (default: where a tensor input is; the CPU for an array): the crops cross to a
+    GPU once, as bytes, and are normalised there."""
+    x = crop_u8 if isinstance(crop_u8, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(crop_u8))
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    x = x.float() / 255.0
     x = x.movedim(-1, -3)
-    mean = torch.tensor(C.IMG_NORM_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(C.IMG_NORM_STD, dtype=torch.float32).view(3, 1, 1)
+    mean = torch.tensor(C.IMG_NORM_MEAN, dtype=torch.float32, device=x.device).view(3, 1, 1)
+    std = torch.tensor(C.IMG_NORM_STD, dtype=torch.float32, device=x.device).view(3, 1, 1)
     return (x - mean) / std
 
 

@@ -15,6 +15,7 @@ import torch
 
 from . import assets
 from . import constants as C
+from .bundle import Models  # noqa: F401  (the bundle type, re-exported under its former name)
 from . import geometry, sp_op
 from .errors import MeshconfError
 
@@ -23,35 +24,15 @@ OPENPOSE_BOX_MIN_SCORE = 0.2  # SPIN's bbox_from_openpose: keypoints above this 
 OPENPOSE_BOX_RESCALE = 1.2  # ... and the box enlarged by 20%
 
 
-@dataclass
-class Models:
-    spin: torch.nn.Module
-    smpl: torch.nn.Module
-    body: torch.nn.Module
-    estimator: object
-    segmentation: dict
-    paths: dict[str, str]
-
-
 def load_models(data_dir=None, checkpoint=None, estimator: str = "default", device="cpu",
                 openpose_precision: str = "float32") -> Models:
-    from .classifier import load as load_estimator
-    from .models import load_smpl, load_spin
-    from .openpose import load_body
-    from .render import load_segmentation
+    """The demo's models (SPIN, SMPL, OpenPose, the estimator, the part segmentation) through the one model layer
+    (`meshconf.bundle.load_models`, which also takes a precision for both networks and the device policy)."""
+    from .bundle import DEMO_PARTS
+    from .bundle import load_models as load_bundle
 
-    names = [n for n in DEMO_ASSETS if not (checkpoint and n == "spin_checkpoint")]
-    paths = assets.require_all(names, data_dir)
-    if checkpoint:
-        paths["spin_checkpoint"] = str(checkpoint)
-    return Models(
-        spin=load_spin(paths["spin_checkpoint"], device),
-        smpl=load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device),
-        body=load_body(paths["openpose_body"], device, precision=openpose_precision),
-        estimator=load_estimator(estimator),
-        segmentation=load_segmentation(paths["part_segmentation"]),
-        paths=paths,
-    )
+    return load_bundle(DEMO_PARTS, data_dir, checkpoint, estimator, device=device,
+                       openpose_precision=openpose_precision)
 
 
 @dataclass(frozen=True)
@@ -141,7 +122,7 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
         crops = crops_rgb[start: start + batch_size]
         t0 = time.perf_counter()
         with torch.inference_mode():
-            rotmat, betas, camera = models.spin(geometry.normalize_crop(np.stack(crops)).to(device))
+            rotmat, betas, camera = models.spin(geometry.normalize_crop(np.stack(crops), device))
             t1 = time.perf_counter()
             out = models.smpl(rotmat, betas)
             keypoints = geometry.project_spin_joints(out.joints, camera).cpu().numpy()

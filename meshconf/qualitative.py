@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import assets
 from . import constants as C
 from .errors import MeshconfError
 from .fileio import verify_manifest, write_json
+from .options import add_model_options, check_model_options, model_choice
 from .imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
@@ -44,10 +44,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--by-position", action="store_true",
                         help="arrays without a manifest: take row N (only when the row counts agree)")
     parser.add_argument("--estimator", default="default", help="default, original, or a .safetensors file")
-    parser.add_argument("--renderer", default="auto", choices=("auto", "software", "pyrender"))
-    parser.add_argument("--render-res", type=int, default=448)
-    parser.add_argument("--data-dir")
-    parser.add_argument("--checkpoint", help="SPIN checkpoint (default: from the data folder)")
+    parser.add_argument("--renderer", default="auto", choices=("auto", "software", "pyrender"),
+                        help="pyrender (OpenGL offscreen) or the built-in software renderer (default: %(default)s)")
+    parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
+    add_model_options(parser, 1, "crops per forward pass (one image here)")
     parser.add_argument("--out", default="qualitative", help="output folder (default: %(default)s)")
 
 
@@ -159,11 +159,13 @@ def run(args) -> int:
     import torch
 
     from . import geometry, render
-    from .classifier import load as load_estimator
+    from .bundle import load_models, require_files
     from .dataset import AnnotatedCrops
     from .figures import part_scores
-    from .models import load_smpl, load_spin
 
+    check_model_options(args)
+    if args.render_res < 32:
+        raise MeshconfError(f"--render-res must be at least 32, got {args.render_res}")
     data = AnnotatedCrops(args.annotations, args.images)
     n = args.img_number
     if not 0 <= n < len(data):
@@ -171,18 +173,15 @@ def run(args) -> int:
     name = args.name or f"{args.dataset}_test"
     a = data.annotations
     found = find_row(args.arrays, name, a.imgname[n], a.center[n], n, len(data), args.by_position)
-    names = [k for k in ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "part_segmentation")
-             if not (args.checkpoint and k == "spin_checkpoint")]
-    paths = assets.require_all(names, args.data_dir)
-    spin = load_spin(args.checkpoint or paths["spin_checkpoint"])
-    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"])
-    segmentation = render.load_segmentation(paths["part_segmentation"])
-    estimator = load_estimator(args.estimator)
+    parts = {"spin", "smpl", "estimator", "segmentation"}
+    require_files(parts, args.data_dir, args.checkpoint)
+    models = load_models(parts, estimator=args.estimator, **model_choice(args))
+    smpl, segmentation, estimator = models.smpl, models.segmentation, models.estimator
     crop = data[n]["crop"]
     with torch.inference_mode():
-        rotmat, betas, camera = spin(geometry.normalize_crop(crop[None]))
-        vertices = smpl(rotmat, betas).vertices[0].double().numpy()
-    cam_t = geometry.camera_translation(camera)[0].double().numpy()
+        rotmat, betas, camera = models.spin(geometry.normalize_crop(crop[None], models.device))
+        vertices = smpl(rotmat, betas).vertices[0].double().cpu().numpy()
+    cam_t = geometry.camera_translation(camera)[0].double().cpu().numpy()
     prediction = estimator.predict(found.ed[None], found.conf[None])
 
     estimate = _Estimate(None if prediction.joint_error is None else prediction.joint_error[0],
@@ -223,7 +222,8 @@ def run(args) -> int:
               "worst_joint_ground_truth": C.J14_NAMES[int(np.nanargmax(found.se))] if np.isfinite(found.se).any()
               else None,
               "estimated_error_px": None if prediction.joint_error is None else (prediction.joint_error[0] * PX).tolist(),
-              "estimator": args.estimator}
+              "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
+              "tf32": models.tf32}
     write_json(f"{stem}_report.json", report)
     print(f"{args.dataset} image {n} ({a.imgname[n]}, array row {found.row} by {found.matched_by}): "
           f"P(accurate) {report['p_accurate']:.2f}, ground truth {'accurate' if accurate_gt else 'inaccurate'}; "

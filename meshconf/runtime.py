@@ -37,3 +37,69 @@ def keep_freed_memory() -> bool:
     ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     _applied = ok
     return ok
+
+
+# ---------------------------------------------------------------------------------------------------- devices
+PRECISIONS = ("float32", "bfloat16")
+
+
+def torch_dtype(precision: str):
+    import torch
+
+    from .errors import MeshconfError
+
+    if precision not in PRECISIONS:
+        raise MeshconfError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[precision]
+
+
+def resolve_device(spec: str | None = "auto"):
+    """The one device policy. `auto`: this process's GPU (`cuda:$LOCAL_RANK`, so each torchrun rank has its own)
+    when CUDA is available, else the CPU. Anything else is a torch device string, checked here in one line."""
+    import os
+
+    import torch
+
+    from .errors import MeshconfError
+
+    spec = spec or "auto"
+    if spec == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        spec = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError):
+        raise MeshconfError(f"--device {spec!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MeshconfError(f"--device {spec}: this torch has no CUDA (or no GPU is visible); use --device cpu")
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        if index >= torch.cuda.device_count():
+            raise MeshconfError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) visible")
+        device = torch.device("cuda", index)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise MeshconfError(f"--device {spec}: only cpu and cuda devices are supported")
+    return device
+
+
+def configure_torch(device, tf32: bool = False, fixed_shapes: bool = False, threads: int = 0) -> None:
+    """Backend switches, set once per job. TF32 stays off unless asked (with it, CUDA matmuls and convolutions
+    round to 10 mantissa bits and results leave the goldens' tolerances); cuDNN's autotuner only where every
+    batch has the same shape (datasets, sensitivity), where it pays."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.allow_tf32 = bool(tf32)
+    torch.backends.cudnn.benchmark = bool(fixed_shapes) and getattr(device, "type", str(device)) == "cuda"
+
+
+def synchronize(device) -> None:
+    """Wait for the device before reading a clock (CUDA runs asynchronously)."""
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        torch.cuda.synchronize(device)

@@ -12,7 +12,7 @@ from meshconf import constants as C
 from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations
 from meshconf.dataset.crops import collate
 from meshconf.sensitivity import dataset as ds
-from meshconf.sensitivity import dataset_job, job
+from meshconf.sensitivity import job
 from meshconf.sensitivity.image import MM, _op_points, _pelvis, spin_j14
 from meshconf.sensitivity.occlusion import joint_window
 
@@ -114,22 +114,25 @@ def test_openpose_rows_match_single_detections(tiny_dataset, body_model):
 
 
 def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir):
+    from meshconf.bundle import Models
+    from meshconf.groundtruth import GroundTruth3D
+
     a = load_annotations(tiny_dataset[0])
     paths = {"smpl_neutral": str(demo_data_dir / "smpl"), "J_regressor_extra": str(demo_data_dir /
                                                                                    "J_regressor_extra.npy")}
-    assert dataset_job._GroundTruth3D(a, paths, demo_data_dir, regressor)(np.arange(2)) is None
+    models = Models(smpl=smpl_layer, paths=paths, regressor_h36m=regressor, data_dir=str(demo_data_dir))
+    assert GroundTruth3D(a, models)(np.arange(2)) is None
     rng = np.random.default_rng(1)
     pose, betas = rng.normal(0, 0.2, (5, 72)), rng.normal(0, 1, (5, 10))
     with_params = Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d,
                               {"pose": pose, "betas": betas, "gender": np.array(["m", "f", "n", "m", "f"])})
-    truth = dataset_job._GroundTruth3D(with_params, paths, demo_data_dir, regressor)
+    truth = GroundTruth3D(with_params, models)
     got = truth(np.array([3, 1]))
     assert truth.description == "ground truth (SMPL parameters)"
     np.testing.assert_allclose(got, ds.smpl_joints3d(smpl_layer, regressor, pose[[3, 1]], betas[[3, 1]]), atol=1e-6)
     joints3d = rng.normal(size=(5, 14, 3))
     annotated = Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d, {"joints3d": joints3d, **with_params.extra})
-    np.testing.assert_array_equal(dataset_job._GroundTruth3D(annotated, paths, demo_data_dir, regressor)(np.array([4])),
-                                  joints3d[[4]])
+    np.testing.assert_array_equal(GroundTruth3D(annotated, models)(np.array([4])), joints3d[[4]])
 
 
 def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, demo_data_dir, shared, capsys):

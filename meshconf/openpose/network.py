@@ -111,7 +111,7 @@ def file_shapes(model: BodyPoseModel | None = None) -> dict[str, tuple]:
     return {file_key(k): tuple(v.shape) for k, v in (model or BodyPoseModel()).state_dict().items()}
 
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # = runtime.PRECISIONS, as dtypes
 
 
 def load_body(path, device="cpu", precision: str = "float32") -> BodyPoseModel:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import constants as C
+from ..groundtruth import smpl_joints3d  # noqa: F401  (moved; kept importable here)
 from .image import MM, _op_points, _pelvis, procrustes, spin_j14
 from .occlusion import joint_window
 
@@ -119,16 +120,6 @@ def occlusion_matrix(errors: np.ndarray, occluded: np.ndarray) -> np.ndarray:
 
 def table(rows: list[JointSummary]) -> list[dict]:
     return [asdict(r) for r in rows]
-
-
-def smpl_joints3d(smpl, regressor_h36m: torch.Tensor, pose: np.ndarray, betas: np.ndarray) -> np.ndarray:
-    """Ground-truth (B,14,3) metres from SMPL parameters (axis-angle pose (B,72), betas (B,10)) through the
-    Human3.6M regressor, as the original computed 3DPW's ground truth."""
-    with torch.inference_mode():
-        vertices = smpl.forward_axis_angle(torch.as_tensor(pose, dtype=torch.float32),
-                                           torch.as_tensor(betas, dtype=torch.float32)).vertices
-        joints = torch.einsum("jv,bvc->bjc", regressor_h36m.to(vertices), vertices)
-    return joints[:, list(C.H36M_TO_J14)].double().numpy()
 
 
 def template_pose() -> tuple[torch.Tensor, torch.Tensor]:

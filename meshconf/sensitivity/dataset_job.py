@@ -13,69 +13,22 @@ import numpy as np
 
 from .. import assets
 from ..errors import MeshconfError
+from ..runtime import synchronize
 from ..fileio import write_atomic, write_json
 from ..imageio import write_image
 from . import dataset as ds
 from . import figures
-from .job import _load_spin, _model_paths, _save_npz
+from ..groundtruth import GroundTruth3D
+from .job import _load, _parts, _save_npz
 
 
-def _gender_key(value) -> str:
-    text = str(value).strip().lower()
-    return {"m": "male", "male": "male", "f": "female", "female": "female"}.get(text, "neutral")
-
-
-class _GroundTruth3D:
-    """Ground-truth J14 in metres for dataset rows: `joints3d` from the annotation file when present, else the
-    rows' SMPL parameters through the row's gendered SMPL (neutral where that model or the gender is missing),
-    else None (the reference is then SPIN's unoccluded prediction)."""
-
-    def __init__(self, annotations, paths, data_dir, regressor):
-        extra = annotations.extra
-        self.joints3d = extra.get("joints3d")
-        self.params = (extra["pose"], extra["betas"]) if {"pose", "betas"} <= set(extra) else None
-        self.gender = extra.get("gender")
-        self.paths, self.data_dir, self.regressor, self.models = paths, data_dir, regressor, {}
-        self.used: set[str] = set()
-
-    @property
-    def description(self) -> str:
-        if self.joints3d is not None:
-            return "ground truth (annotated 3D joints)"
-        if self.params is not None:
-            return "ground truth (SMPL parameters)"
-        return "unoccluded prediction"
-
-    def _smpl(self, gender: str):
-        from ..models import load_smpl
-        if gender not in self.models:
-            path = assets.locate(f"smpl_{gender}", self.data_dir) if gender != "neutral" else None
-            self.models[gender] = (load_smpl(path, self.paths["J_regressor_extra"], gender) if path else
-                                   load_smpl(self.paths["smpl_neutral"], self.paths["J_regressor_extra"]))
-            if not path and gender != "neutral":
-                print(f"note: no SMPL {gender} model in the data folder; its ground truth uses the neutral model")
-        return self.models[gender]
-
-    def __call__(self, index: np.ndarray):
-        if self.joints3d is not None:
-            return np.asarray(self.joints3d[index], dtype=np.float64)
-        if self.params is None:
-            return None
-        out = np.empty((len(index), 14, 3))
-        genders = np.array([_gender_key(self.gender[i]) if self.gender is not None else "neutral" for i in index])
-        for gender in np.unique(genders):
-            rows = genders == gender
-            out[rows] = ds.smpl_joints3d(self._smpl(str(gender)), self.regressor, self.params[0][index[rows]],
-                                      self.params[1][index[rows]])
-        return out
-
-
-def _model_files(model: str, args, paths) -> dict[str, str]:
+def _model_files(model: str, args, models) -> dict[str, str]:
     """Every file whose contents decide this model's numbers (the gendered SMPL models too, when present: they
     make the 3D ground truth)."""
+    paths = models.paths
     if model != "spin":
         return {"openpose": paths["openpose_body"]}
-    files = {"spin": args.checkpoint or paths["spin_checkpoint"], "smpl": paths["smpl_neutral"],
+    files = {"spin": paths["spin_checkpoint"], "smpl": paths["smpl_neutral"],
              "J_regressor_extra": paths["J_regressor_extra"], "J_regressor_h36m": paths["J_regressor_h36m"]}
     for gender in ("male", "female"):
         found = assets.locate(f"smpl_{gender}", args.data_dir)
@@ -84,24 +37,27 @@ def _model_files(model: str, args, paths) -> dict[str, str]:
     return files
 
 
-def _processor(model: str, args, data, paths, device, fill):
+def _processor(model: str, args, data, models, fill):
     """(process(batch) -> chunk arrays, reference, unit, array keys) for one model."""
+    # On a GPU a whole step (batch-size images x 15 variants) is one forward; on a CPU 8 crops per forward were
+    # measured fastest (larger batches spill the caches).
+    forward = None if models.device.type == "cuda" else 8
     if model == "spin":
-        spin, smpl, regressor = _load_spin(args, paths, device)
-        truth = _GroundTruth3D(data.annotations, paths, args.data_dir, regressor)
+        truth = GroundTruth3D(data.annotations, models)
 
         def process(batch):
             v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
-            errors = ds.spin_variant_errors(spin, smpl, regressor, v, truth(batch["index"]))
+            errors = ds.spin_variant_errors(models.spin, models.smpl, models.regressor_h36m, v,
+                                            truth(batch["index"]), batch_size=forward or v.shape[0] * v.shape[1])
             return {"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"], "occluded": occ}
 
         return process, truth.description, "mm", ("errors", "pa", "occluded")
-    from ..openpose import load_body
-    body = load_body(paths["openpose_body"], device)
 
     def process(batch):
         v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
-        return {"index": batch["index"], "errors": ds.openpose_variant_errors(body, v, batch["joints2d"])["px"],
+        return {"index": batch["index"],
+                "errors": ds.openpose_variant_errors(models.body, v, batch["joints2d"],
+                                                     batch_size=forward or v.shape[0] * v.shape[1])["px"],
                 "occluded": occ}
 
     return process, "ground truth (2D joints)", "px", ("errors", "occluded")
@@ -127,7 +83,8 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
 
 
 def run_dataset(args) -> int:
-    from ..chunks import ChunkStore, collect, distributed, local_device, model_settings, run_chunked, shard
+    from ..bundle import require_files
+    from ..chunks import ChunkStore, collect, distributed, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from .occlusion import parse_fill
 
@@ -139,10 +96,10 @@ def run_dataset(args) -> int:
     if not rows:
         raise MeshconfError(f"{args.annotations} has no rows")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    paths = _model_paths(todo, args)
+    require_files(_parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
     os.makedirs(args.out, exist_ok=True)
     rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
-    device = local_device()
+    models = _load(todo, args, fixed_shapes=True)  # device "auto": this rank's own GPU
     mine = shard(len(data), rank, world, rows)
     if rank == 0:
         first = data[rows[0]]
@@ -154,9 +111,9 @@ def run_dataset(args) -> int:
     for model in todo:
         store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
         with store.lock(rank):
-            process, reference, unit, keys = _processor(model, args, data, paths, device, fill)
+            process, reference, unit, keys = _processor(model, args, data, models, fill)
             store.bind({**settings, "model": model, "reference": reference,
-                        "models": model_settings(_model_files(model, args, paths), device=device)})
+                        "models": models.settings(_model_files(model, args, models))})
             start = time.perf_counter()
             finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
                                    progress=rank == 0, workers=args.workers)
@@ -166,8 +123,10 @@ def run_dataset(args) -> int:
                                     "resume")
             if rank != 0:
                 continue
+            synchronize(models.device)
             seconds = time.perf_counter() - start
             info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
+                    "device": str(models.device), "precision": models.precision, "tf32": models.tf32,
                     "annotations": os.path.abspath(args.annotations), "dataset": data.annotations.dataset,
                     "occ_size": args.occ_size, "fill_rgb": list(fill), "every": args.every,
                     "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
@@ -183,8 +142,8 @@ def run_dataset(args) -> int:
 def _template(args, model, summary, unit) -> None:
     import torch
 
-    from ..models import load_smpl
-    from ..render import fit_translation, load_segmentation
+    from ..bundle import load_models
+    from ..render import fit_translation
 
     needed = ("smpl_neutral", "J_regressor_extra", "part_segmentation")
     found = {name: assets.locate(name, args.data_dir) for name in needed}
@@ -192,13 +151,14 @@ def _template(args, model, summary, unit) -> None:
         lacking = ", ".join(n for n, p in found.items() if not p)
         print(f"note: {lacking} not in the data folder (see meshconf doctor); {model}_template.png skipped")
         return
-    smpl = load_smpl(found["smpl_neutral"], found["J_regressor_extra"])
+    figure_models = load_models({"smpl", "segmentation"}, args.data_dir, device="cpu")  # drawn on the CPU
+    smpl = figure_models.smpl
     rotmat, betas = ds.template_pose()
     with torch.inference_mode():
         vertices = smpl(rotmat, betas).vertices[0].numpy()
     cam_t = fit_translation(vertices)
     values = [r.mean_error for r in summary]
-    image = figures.template_figure(values, vertices, smpl.faces, cam_t, load_segmentation(found["part_segmentation"]),
+    image = figures.template_figure(values, vertices, smpl.faces, cam_t, figure_models.segmentation,
                                     f"mean error when the part's joint is occluded ({unit})",
                                     f"{model}: occlusion sensitivity per body part")
     write_image(os.path.join(args.out, f"{model}_template.png"), image[:, :, ::-1])

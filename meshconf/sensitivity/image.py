@@ -68,7 +68,7 @@ def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray) ->
     """(B,14,3) metres: SPIN's mesh through the Human3.6M regressor, in J14 order (float crops 0-255)."""
     device = next(spin.parameters()).device
     with torch.inference_mode():
-        x = geometry.normalize_crop(crops_rgb).to(device).contiguous(memory_format=torch.channels_last)
+        x = geometry.normalize_crop(crops_rgb, device).contiguous(memory_format=torch.channels_last)
         rotmat, betas, _ = spin(x)
         vertices = smpl(rotmat, betas).vertices
         joints = torch.einsum("jv,bvc->bjc", regressor_h36m.to(vertices), vertices)

@@ -18,22 +18,23 @@ import time
 
 import numpy as np
 
-from .. import assets, geometry
+from .. import geometry
+from ..bundle import require_files
 from ..errors import MeshconfError
+from ..options import add_model_options, check_model_options, model_choice
+from ..runtime import synchronize
 from ..fileio import json_bytes
 from ..imageio import read_bgr, write_atomic, write_image
 
 
 def _common(p, batch_help: str, batch_default: int) -> None:
-    p.add_argument("--model", choices=("spin", "openpose", "both"), default="both")
+    p.add_argument("--model", choices=("spin", "openpose", "both"), default="both",
+                   help="which network to analyse (default: %(default)s)")
     p.add_argument("--occ-size", type=int, default=40, help="occluder side in crop px (default: %(default)s)")
     p.add_argument("--fill", default="mean", help="black, white, mean (ImageNet grey, the original's 0) or R,G,B")
     p.add_argument("--pixel-normalised", type=float, help="the original's --pixel value (normalised space); "
                    "overrides --fill")
-    p.add_argument("--batch-size", type=int, default=batch_default, help=f"{batch_help} (default: %(default)s)")
-    p.add_argument("--data-dir")
-    p.add_argument("--checkpoint", help="SPIN checkpoint (default: from the data folder)")
-    p.add_argument("--threads", type=int, default=0)
+    add_model_options(p, batch_default, batch_help)
 
 
 def add_arguments(parser) -> None:
@@ -59,25 +60,18 @@ def add_arguments(parser) -> None:
     _common(p, "occluded copies per forward pass, the fastest per image here", 8)
 
 
-def _model_paths(todo, args) -> dict[str, str]:
-    names = []
-    if "spin" in todo:
-        names += [n for n in ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "J_regressor_h36m")
-                  if not (args.checkpoint and n == "spin_checkpoint")]
-    if "openpose" in todo:
-        names.append("openpose_body")
-    return assets.require_all(names, args.data_dir)
+PARTS = {"spin": {"spin", "smpl", "regressor_h36m"}, "openpose": {"body"}}
 
 
-def _load_spin(args, paths, device="cpu"):
-    import torch
+def _parts(todo) -> set[str]:
+    return set().union(*(PARTS[m] for m in todo))
 
-    from ..models import load_smpl, load_spin
-    from ..models.resnet import fold_batchnorm
-    spin = fold_batchnorm(load_spin(args.checkpoint or paths["spin_checkpoint"], device))
-    smpl = load_smpl(paths["smpl_neutral"], paths["J_regressor_extra"], device=device)
-    regressor = torch.from_numpy(np.load(paths["J_regressor_h36m"], allow_pickle=False)).float()
-    return spin, smpl, regressor
+
+def _load(todo, args, fixed_shapes: bool = False):
+    """The networks for `todo` through the one model layer (folded SPIN, the device and precision options)."""
+    from ..bundle import load_models
+
+    return load_models(_parts(todo), fixed_shapes=fixed_shapes, **model_choice(args))
 
 
 def _save_npz(path, arrays: dict, info: dict) -> None:
@@ -88,10 +82,9 @@ def _save_npz(path, arrays: dict, info: dict) -> None:
 
 
 def run(args) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    check_model_options(args)
+    if args.occ_size < 1:
+        raise MeshconfError(f"--occ-size must be at least 1, got {args.occ_size}")
     if args.mode == "dataset":
         from .dataset_job import run_dataset
         return run_dataset(args)
@@ -128,28 +121,29 @@ def run_image(args) -> int:
     else:
         raise MeshconfError("give an IMAGE, or --annotations and --images (with --img-number) for a dataset row")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    paths = _model_paths(todo, args)
+    require_files(_parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
+    models = _load(todo, args)
     os.makedirs(args.out, exist_ok=True)
     write_image(os.path.join(args.out, "crop.png"), crop[:, :, ::-1])
     for model in todo:
         if model == "spin":
-            spin, smpl, regressor = _load_spin(args, paths)
             gt_m = None
             if data is not None:
-                from .dataset_job import _GroundTruth3D
-                truth = _GroundTruth3D(data.annotations, paths, args.data_dir, regressor)(np.array([args.img_number]))
+                from ..groundtruth import GroundTruth3D
+                truth = GroundTruth3D(data.annotations, models)(np.array([args.img_number]))
                 gt_m = None if truth is None else truth[0]
             start = time.perf_counter()
-            result = spin_sensitivity(spin, smpl, regressor, crop, grid, fill, args.batch_size, gt_j14_m=gt_m)
+            result = spin_sensitivity(models.spin, models.smpl, models.regressor_h36m, crop, grid, fill,
+                                      args.batch_size, gt_j14_m=gt_m)
         else:
-            from ..openpose import load_body
-            body = load_body(paths["openpose_body"])
             start = time.perf_counter()
-            result = openpose_sensitivity(body, crop, grid, fill, args.batch_size, gt_j14_px=gt_px)
+            result = openpose_sensitivity(models.body, crop, grid, fill, args.batch_size, gt_j14_px=gt_px)
+        synchronize(models.device)
         seconds = time.perf_counter() - start  # analysis only, models loaded
         arrays = {"windows": grid.windows, "errors": result.errors, "heatmap": result.heatmap,
                   "mean": result.mean, **result.extra}
         info = {"model": model, "unit": result.unit, "reference": result.reference, "fill_rgb": list(fill),
+                "device": str(models.device), "precision": models.precision, "tf32": models.tf32,
                 "occ_size": args.occ_size, "stride": args.stride, "windows": len(grid.windows),
                 "worst_window": result.worst_window, "seconds": round(seconds, 3), "input": source}
         _save_npz(os.path.join(args.out, f"{model}_grid.npz"), arrays, info)

@@ -1,0 +1,38 @@
+"""The options every model-running job shares (`demo`, `qualitative`, `extract`, `sensitivity image|dataset`),
+declared once so that they read, default and check the same everywhere."""
+
+from __future__ import annotations
+
+from .errors import MeshconfError
+from .runtime import PRECISIONS
+
+
+def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops per forward pass") -> None:
+    group = parser.add_argument_group("models and hardware")
+    group.add_argument("--data-dir", help="model files folder (default: $MESHCONF_DATA or ~/.cache/meshconf)")
+    group.add_argument("--checkpoint", help="SPIN checkpoint (default: model_checkpoint.pt in the data folder)")
+    group.add_argument("--device", default="auto",
+                       help="auto (this process's GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N "
+                            "(default: %(default)s)")
+    group.add_argument("--precision", default="float32", choices=PRECISIONS,
+                       help="network precision; bfloat16 is faster on AMX/AVX512-BF16 CPUs and GPUs and its results "
+                            "are labelled as such (default: %(default)s)")
+    group.add_argument("--tf32", action="store_true",
+                       help="allow TF32 on CUDA (faster, leaves the goldens' tolerances; recorded in reports)")
+    group.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0, torch's choice)")
+    group.add_argument("--batch-size", type=int, default=batch_default,
+                       help=f"{batch_help} (default: %(default)s)")
+
+
+def check_model_options(args) -> None:
+    """Ranges, before any model loads."""
+    if args.batch_size < 1:
+        raise MeshconfError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.threads < 0:
+        raise MeshconfError(f"--threads must be at least 0, got {args.threads}")
+
+
+def model_choice(args) -> dict:
+    """The keyword arguments of `bundle.load_models` / `MeshConfidence` that these options set."""
+    return {"data_dir": args.data_dir, "checkpoint": args.checkpoint, "device": args.device,
+            "precision": args.precision, "tf32": args.tf32, "threads": args.threads}
