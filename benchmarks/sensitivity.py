@@ -52,7 +52,7 @@ def original_openpose_loop(body, crop, grid, fill):
 def original_dataset_passes(ckpt, smpl_path, regressor, body_path, data, fill, batch_size=16):
     """The original's SPIN_/OP_sensitivity_analysis: for each joint a full pass, everything reloaded."""
     from meshconf.dataset.crops import collate
-    from meshconf.sensitivity.occlusion import joint_window
+    from meshconf.occlusion import joint_window
 
     for k in range(14):
         spin = load_spin(ckpt) if ckpt else None

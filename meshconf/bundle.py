@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from . import assets
+from .setup import assets
 
 PARTS = ("spin", "smpl", "body", "estimator", "segmentation", "regressor_h36m")
 PART_ASSETS = {"spin": ("spin_checkpoint",), "smpl": ("smpl_neutral", "J_regressor_extra"),

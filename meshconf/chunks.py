@@ -206,22 +206,22 @@ def model_settings(files: dict[str, str], precision: str = "float32", device: st
 
 
 def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], batch_size: int, desc: str,
-                max_batches: int | None = None, progress: bool = True, rows=None, workers: int = 0,
-                collate: Callable | None = None) -> bool:
+                collate: Callable[[list], dict], max_batches: int | None = None, progress: bool = True, rows=None,
+                workers: int = 0) -> bool:
     """Run `process` on collated batches of the rows not done yet (of `rows`, default all) and store each result.
-    `workers` > 0 reads and crops images in that many background processes (worth it on a GPU, where reading
-    JPEGs would otherwise be the bottleneck). Returns whether every row is done."""
+    `collate` turns a list of dataset items into one batch dict. `workers` > 0 reads and crops images in that many
+    background processes (worth it on a GPU, where reading JPEGs would otherwise be the bottleneck), into pinned
+    memory when a GPU takes the batches. Returns whether every row is done."""
     import torch
     from tqdm import tqdm
 
-    if collate is None:
-        from .dataset.crops import collate
     rows = range(len(dataset)) if rows is None else rows
     done = store.done()
     todo = [i for i in rows if i not in done]
     batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)][:max_batches]
     if workers > 0 and batches:
-        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers)
+        loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=workers,
+                                             pin_memory=torch.cuda.is_available())
     else:
         loader = (collate([dataset[i] for i in batch]) for batch in batches)
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=not progress) as bar:

@@ -13,19 +13,19 @@ import sys
 from .errors import MeshconfError
 
 JOBS = {
-    "demo": ("meshconf.demo", "confidence-painted meshes and a report for every person in images, folders or videos"),
-    "annotate": ("meshconf.annotate", "a dataset as published (3DPW) -> the annotation file extract reads"),
-    "extract": ("meshconf.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
+    "demo": ("meshconf.demo.job", "confidence-painted meshes and a report for every person in images, folders or videos"),
+    "annotate": ("meshconf.dataset.annotate", "a dataset as published (3DPW, 3DOH50K, Human3.6M) -> the annotation file extract reads"),
+    "extract": ("meshconf.sp_op.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
     "sensitivity": ("meshconf.sensitivity.job",
                     "occlusion sensitivity of SPIN and OpenPose (a sliding occluder on a crop, or each joint over a "
                     "dataset)"),
-    "qualitative": ("meshconf.qualitative", "predicted against ground-truth confidence for one dataset image"),
-    "doctor": ("meshconf.doctor", "list the model files that are present or missing, and how to get each"),
-    "fetch": ("meshconf.fetch", "download the publicly available model files"),
-    "convert-smpl": ("meshconf.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
-    "prepare": ("meshconf.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
-    "train": ("meshconf.train", "train the error estimators on prepared tables"),
-    "evaluate": ("meshconf.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
+    "qualitative": ("meshconf.qualitative.job", "predicted against ground-truth confidence for one dataset image"),
+    "doctor": ("meshconf.setup.doctor", "list the model files that are present or missing, and how to get each"),
+    "fetch": ("meshconf.setup.fetch", "download the publicly available model files"),
+    "convert-smpl": ("meshconf.setup.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
+    "prepare": ("meshconf.classifier.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
+    "train": ("meshconf.classifier.train", "train the error estimators on prepared tables"),
+    "evaluate": ("meshconf.classifier.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
 }
 
 

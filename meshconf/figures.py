@@ -15,7 +15,7 @@ LIMBS_J14 = ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 12), (9
              (12, 13), (2, 8), (3, 9))
 
 
-def _pyplot():
+def pyplot_module():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -24,10 +24,10 @@ def _pyplot():
     return plt
 
 
-def _to_rgb(fig) -> np.ndarray:
+def figure_to_rgb(fig) -> np.ndarray:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot_module().close(fig)
     return cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
 
 
@@ -63,7 +63,7 @@ def renders(analysis, segmentation, faces, res: int, backend: str = "software"):
 
 
 def with_colorbar(image_rgb: np.ndarray, label: str, vmin: float, vmax: float, title: str = "") -> np.ndarray:
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, ax = plt.subplots(figsize=(5.2, 4.6))
     shown = ax.imshow(image_rgb, cmap="jet", vmin=vmin, vmax=vmax)
     shown.set_data(image_rgb)  # the picture is already coloured; the mappable only drives the colour bar
@@ -71,12 +71,12 @@ def with_colorbar(image_rgb: np.ndarray, label: str, vmin: float, vmax: float, t
     if title:
         ax.set_title(title, fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=label)
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def keypoint_panel(analysis, mc_rgb, per_part_rgb, label, vmin, vmax) -> np.ndarray:
     """Crop with SPIN's (green) and OpenPose's (red, aligned as ED sees them) joints, both renders, ED per joint."""
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.4), gridspec_kw={"width_ratios": [1, 1, 1, 1.3]},
                              layout="constrained")
     ax = axes[0]
@@ -109,7 +109,7 @@ def keypoint_panel(analysis, mc_rgb, per_part_rgb, label, vmin, vmax) -> np.ndar
     axes[3].set_yticks(range(C.NUM_J14), C.J14_NAMES, fontsize=8)
     axes[3].invert_yaxis()
     axes[3].set_xlabel("ED (px; grey = not detected by OpenPose)")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 OVERVIEW_MAX_SIDE = 1600  # px: enough to look at, and a 16-megapixel PNG would take seconds to write

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import constants as C
-from ..errors import MeshconfError
+from . import constants as C
+from .errors import MeshconfError
 
 NAMED_FILLS = {"black": (0.0, 0.0, 0.0), "white": (255.0, 255.0, 255.0),
                "mean": tuple(255.0 * m for m in C.IMG_NORM_MEAN)}  # ImageNet mean grey = the original's pixel 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import assets
+from .setup import assets
 from . import constants as C
 from .bundle import Models  # noqa: F401  (the bundle type, re-exported under its former name)
 from . import geometry, sp_op

@@ -8,11 +8,11 @@ import threading
 import numpy as np
 import pytest
 
-from meshconf import assets as A
+from meshconf.setup import assets as A
 from meshconf.cli import main as cli_main
-from meshconf.download import download
+from meshconf.setup.download import download
 from meshconf.errors import MeshconfError
-from meshconf.fetch import fetch_assets
+from meshconf.setup.fetch import fetch_assets
 
 
 class _Server:

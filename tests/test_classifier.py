@@ -78,6 +78,7 @@ def test_original_models_match_demo_golden(golden, shared):
     assert pred.joint_error is None
 
 
+@pytest.mark.slow
 def test_training_is_reproducible_and_learns():
     prep = D.prepare([_synthetic_set(800, 0, "a")], seed=0)
     e1, h1 = train_meshconfnet(prep, seed=1, members=2, epochs=40, batch=32, progress=False)
@@ -110,6 +111,7 @@ def test_save_load_roundtrip_is_safe(tmp_path):
         load("nonsense")
 
 
+@pytest.mark.slow
 def test_stacked_trees_match_sklearn_and_roundtrip(tmp_path):
     """The shipped trees are arrays evaluated by torch: they must give scikit-learn's own probabilities."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -185,6 +187,7 @@ def _readme_table():
     return rows
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_readme_numbers(shared, tmp_path, capsys):
     data = shared / "data" / "meshconfidence" / "sp_op" / "3dpw"
     assert cli_main(["evaluate", "--data", str(data), "--out", str(tmp_path), "--train-sets"]) == 0

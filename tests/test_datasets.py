@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from meshconf import annotate
+from meshconf.dataset import annotate
 from meshconf import constants as C
-from meshconf import extract as X
+from meshconf.sp_op import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 
@@ -30,6 +30,7 @@ def _write_3doh(root, shared):
     return annots
 
 
+@pytest.mark.slow
 def test_3doh_reader_to_extract(tmp_path, shared, demo_data_dir):
     annots = _write_3doh(tmp_path / "3DOH50K", shared)
     assert annotate.main(["3doh", "--root", str(tmp_path / "3DOH50K"), "--out", str(tmp_path / "a.npz")]) == 0
@@ -110,6 +111,7 @@ def _write_h36m(root, with_masks=True):
     return truth
 
 
+@pytest.mark.slow
 def test_h36m_frames_reader_and_extract(tmp_path, demo_data_dir):
     from meshconf.dataset.h36m import extract_frames
 

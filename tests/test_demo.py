@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from meshconf import demo, render
+from meshconf import render
+from meshconf.demo import job as demo
 from meshconf.imageio import read_bgr, to_bgr_u8
 from meshconf.errors import MeshconfError
 from meshconf.meshio import glb_bytes, ply_bytes
@@ -31,6 +32,7 @@ def _check_person(folder):
     return report
 
 
+@pytest.mark.slow
 def test_demo_single_cropped_image(tmp_path, demo_data_dir, shared):
     image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
     assert _run([str(image), "--cropped", "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "out")]) == 0
@@ -45,6 +47,7 @@ def test_demo_single_cropped_image(tmp_path, demo_data_dir, shared):
     assert legacy["ed_definition"].startswith("legacy")
 
 
+@pytest.mark.slow
 def test_demo_two_people_folder_and_bad_files(tmp_path, demo_data_dir, shared):
     photo = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))
     folder = tmp_path / "in"
@@ -64,6 +67,7 @@ def test_demo_two_people_folder_and_bad_files(tmp_path, demo_data_dir, shared):
     assert not (tmp_path / "o" / "broken").exists()
 
 
+@pytest.mark.slow
 def test_demo_video(tmp_path, demo_data_dir, shared):
     photo = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))
     video = tmp_path / "clip.mp4"
@@ -142,6 +146,7 @@ def test_renders_at_224_and_1024_agree(shared, smpl_layer, golden):
     assert (small == down)[covered].mean() >= 0.97
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("res", [224, 1024])
 def test_software_and_pyrender_cover_the_same_pixels(golden, smpl_layer, res):
     """Measured 99.6% at 224 and 99.9% at 1024 of the pixels either renderer covers."""

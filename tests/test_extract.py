@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meshconf import constants as C
-from meshconf import extract as X
+from meshconf.sp_op import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 
@@ -32,6 +32,7 @@ def test_occlusion_joint_is_per_row_and_seeded():
     assert X.occlusion_joint(7, 11, joints) == X.occlusion_joint(7, 11, joints)
 
 
+@pytest.mark.slow
 def test_batched_resumed_and_single_runs_agree(tmp_path, tiny_dataset, spin_model, smpl_layer, body_model):
     path, root = tiny_dataset
     data = AnnotatedCrops(path, root)
@@ -64,6 +65,7 @@ def test_se_row_by_hand():
     np.testing.assert_allclose(X.se_row(kp, gt, (110, 100)), 0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_extract_job_writes_manifest(tmp_path, tiny_dataset, demo_data_dir):
     path, root = tiny_dataset
     assert X.main(["--annotations", str(path), "--images", str(root), "--out", str(tmp_path), "--name", "tiny_test",
@@ -106,8 +108,9 @@ def _write_3dpw(root, shared):
     return seq
 
 
+@pytest.mark.slow
 def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
-    from meshconf import annotate
+    from meshconf.dataset import annotate
     from meshconf.dataset.pw3d import project
 
     seq = _write_3dpw(tmp_path / "3DPW", shared)
@@ -130,6 +133,7 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
     assert np.load(tmp_path / "out" / "3dpw_test_sp_op.npy").shape == (2, 14)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir):
     """`torchrun` with 2 CPU processes (gloo): each takes every other row, rank 0 writes the merged arrays."""
     from conftest import run_torchrun

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from meshconf import extract as X
+from meshconf.sp_op import extract as X
 from meshconf.chunks import ChunkStore
 from meshconf.cli import main as cli_main
 from meshconf.errors import MeshconfError
@@ -131,6 +131,7 @@ def _arrays(folder):
     return {s: np.load(folder / f"t_{s}.npy") for s in ("sp_op", "sp_gt", "conf")}
 
 
+@pytest.mark.slow
 def test_damaged_chunks_are_redone_bit_for_bit(tmp_path, tiny_dataset, tiny_models):
     from meshconf.dataset import AnnotatedCrops
 
@@ -178,7 +179,7 @@ def test_nan_producing_spin_writes_no_arrays(tmp_path, tiny_dataset, tiny_models
 
 
 def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_dataset, tiny_models, monkeypatch):
-    from meshconf import qualitative
+    from meshconf.qualitative import job as qualitative
     from meshconf.dataset import AnnotatedCrops
     from meshconf import fileio
 
@@ -211,7 +212,7 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
 
 
 def test_manifest_hashes_catch_an_array_from_another_run(tmp_path, tiny_dataset, tiny_models):
-    from meshconf import qualitative
+    from meshconf.qualitative import job as qualitative
     from meshconf.dataset import AnnotatedCrops
 
     data = AnnotatedCrops(*tiny_dataset)
@@ -338,7 +339,7 @@ def hostile():
 
 
 def test_endless_stream_is_capped(tmp_path, hostile):
-    from meshconf.download import download
+    from meshconf.setup.download import download
 
     def endless(_):
         return 200, {}, iter(lambda: b"\0" * 65536, None)
@@ -350,7 +351,7 @@ def test_endless_stream_is_capped(tmp_path, hostile):
 
 
 def test_206_from_another_offset_is_not_spliced_in(tmp_path, hostile):
-    from meshconf.download import download
+    from meshconf.setup.download import download
 
     data = bytes(range(256)) * 100
 
@@ -366,7 +367,7 @@ def test_206_from_another_offset_is_not_spliced_in(tmp_path, hostile):
 
 
 def test_416_on_a_short_part_starts_over(tmp_path, hostile):
-    from meshconf.download import download
+    from meshconf.setup.download import download
 
     data = b"abc" * 5000
 
@@ -382,8 +383,8 @@ def test_416_on_a_short_part_starts_over(tmp_path, hostile):
 
 
 def test_fetch_checks_before_the_final_name_and_rechecks_what_it_finds(tmp_path, hostile, shared):
-    from meshconf import assets as A
-    from meshconf.fetch import fetch_assets
+    from meshconf.setup import assets as A
+    from meshconf.setup.fetch import fetch_assets
 
     good = (shared / "data" / "spin" / "J_regressor_extra.npy").read_bytes()
     served = {"body": b"not an npy file at all"}
@@ -407,8 +408,8 @@ def test_truncated_archive_is_fetched_again(tmp_path, hostile, shared):
     import io
     import tarfile
 
-    from meshconf import assets as A
-    from meshconf.fetch import fetch_assets
+    from meshconf.setup import assets as A
+    from meshconf.setup.fetch import fetch_assets
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -496,7 +497,7 @@ def test_demo_bbox_against_the_image(tmp_path, capsys, demo_data_dir, shared, bb
 
 
 def test_folder_named_like_an_image_is_skipped(tmp_path, capsys):
-    from meshconf.demo import expand_inputs
+    from meshconf.demo.job import expand_inputs
 
     (tmp_path / "x.png").mkdir()
     (tmp_path / "y.png").write_bytes(b"")

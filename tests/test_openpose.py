@@ -77,6 +77,7 @@ def test_detect_end_to_end_with_random_weights(body_model, golden, case):
     np.testing.assert_array_equal(s, rs)
 
 
+@pytest.mark.slow
 def test_load_body_accepts_module_keys_and_rejects_bad_files(tmp_path, openpose_weights, golden):
     state = torch.load(openpose_weights, weights_only=True)
     g = golden("openpose_net_golden.npz")
@@ -212,6 +213,7 @@ def test_greedy_matching_equals_sequential_walk():
 
 
 # ---------------------------------------------------------------------------------------------------- detection
+@pytest.mark.slow
 def test_detect_batch_equals_detect_and_bad_input(body_model, golden, shared):
     import cv2
 

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from meshconf import extract as X
-from meshconf import qualitative as Q
+from meshconf.sp_op import extract as X
+from meshconf.qualitative import job as Q
 from meshconf.dataset import Annotations, load_annotations, save_annotations
 
 
@@ -20,6 +20,7 @@ def arrays(tmp_path_factory, tiny_dataset, demo_data_dir):
     return out
 
 
+@pytest.mark.slow
 def test_pictures_and_report(tmp_path, tiny_dataset, arrays, demo_data_dir):
     path, root = tiny_dataset
     assert Q.main(["--dataset", "3dpw", "--img_number", "3", "--annotations", str(path), "--images", str(root),

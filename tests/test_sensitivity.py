@@ -76,6 +76,7 @@ def test_spin_batched_equals_one_at_a_time_and_units(spin_model, smpl_layer, sha
     assert shifted.extra["unaligned"].mean() > 5  # it is the 10 mm offset, not 0.01
 
 
+@pytest.mark.slow
 def test_openpose_batched_equals_one_at_a_time(body_model, crop):
     grid = Grid(224, 112, 112)
     batched = openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=4)
@@ -84,6 +85,7 @@ def test_openpose_batched_equals_one_at_a_time(body_model, crop):
     assert batched.unit == "px" and batched.extra["detected"].shape == (4, 14)
 
 
+@pytest.mark.slow
 def test_job_writes_grid_and_figures(tmp_path, demo_data_dir, shared):
     import shutil
 
@@ -100,6 +102,7 @@ def test_job_writes_grid_and_figures(tmp_path, demo_data_dir, shared):
             assert info["unit"] == ("mm" if model == "spin" else "px") and info["fill_rgb"] == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.slow
 def test_job_on_a_dataset_row_uses_ground_truth(tmp_path, tiny_dataset, demo_data_dir, shared):
     import shutil
 

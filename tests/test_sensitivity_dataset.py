@@ -13,8 +13,8 @@ from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations
 from meshconf.dataset.crops import collate
 from meshconf.sensitivity import dataset as ds
 from meshconf.sensitivity import job
-from meshconf.sensitivity.image import MM, _op_points, _pelvis, spin_j14
-from meshconf.sensitivity.occlusion import joint_window
+from meshconf.sensitivity.image import MM, op_points, pelvis, spin_j14
+from meshconf.occlusion import joint_window
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,7 @@ def test_summary_by_hand():
     assert matrix.shape == (14, 14) and (matrix[4] == 3).all() and (np.delete(matrix, 4, 0) == 1).all()
 
 
+@pytest.mark.slow
 def test_spin_batched_equals_one_at_a_time(tiny_dataset, spin_model, smpl_layer, regressor):
     """The original's structure: one occluded crop through the network at a time, the error per joint."""
     data = AnnotatedCrops(*tiny_dataset)
@@ -80,10 +81,11 @@ def test_spin_batched_equals_one_at_a_time(tiny_dataset, spin_model, smpl_layer,
                 y0, x0, y1, x1 = joint_window(batch["joints2d"][b, v - 1], 40)
                 crop[y0:y1, x0:x1] = 0
             pred = spin_j14(spin_model, smpl_layer, regressor, crop[None])[0]
-            single = np.linalg.norm((pred - _pelvis(pred)[0]) - (reference - _pelvis(reference)[0]), axis=-1) * MM
+            single = np.linalg.norm((pred - pelvis(pred)[0]) - (reference - pelvis(reference)[0]), axis=-1) * MM
             np.testing.assert_allclose(batched[b, v], single, atol=1e-2)  # mm
 
 
+@pytest.mark.slow
 def test_spin_ground_truth_in_mm(tiny_dataset, spin_model, smpl_layer, regressor):
     data = AnnotatedCrops(*tiny_dataset)
     batch = collate([data[2]])
@@ -98,6 +100,7 @@ def test_spin_ground_truth_in_mm(tiny_dataset, spin_model, smpl_layer, regressor
     assert moved[0, 0, 0] == pytest.approx(50.0, abs=0.5) and moved[0, 0, 1:].max() < 0.5
 
 
+@pytest.mark.slow
 def test_openpose_rows_match_single_detections(tiny_dataset, body_model):
     from meshconf.openpose import detect
 
@@ -109,7 +112,7 @@ def test_openpose_rows_match_single_detections(tiny_dataset, body_model):
     for b, v in ((0, 0), (1, 0), (1, 4), (1, 14)):
         candidate, subset = detect(body_model, np.ascontiguousarray(variants[b, v][:, :, ::-1]))
         gt = batch["joints2d"][b]
-        points, _ = _op_points(candidate, subset, np.where(np.isnan(gt), 112, gt))
+        points, _ = op_points(candidate, subset, np.where(np.isnan(gt), 112, gt))
         np.testing.assert_allclose(errors[b, v], np.linalg.norm(points - gt, axis=1), atol=1e-3, equal_nan=True)
 
 
@@ -135,6 +138,7 @@ def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir
     np.testing.assert_array_equal(GroundTruth3D(annotated, models)(np.array([4])), joints3d[[4]])
 
 
+@pytest.mark.slow
 def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, demo_data_dir, shared, capsys):
     shutil.copy(shared / "data" / "spin" / "J_regressor_h36m.npy", demo_data_dir)
     path, root = tiny_dataset
@@ -169,6 +173,7 @@ def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, dem
         np.testing.assert_allclose(npz["errors"][[0, 2, 4]], first["errors"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_job_openpose_one_image(tmp_path, tiny_dataset, demo_data_dir):
     path, root = tiny_dataset
     assert job.main(["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
@@ -179,6 +184,7 @@ def test_job_openpose_one_image(tmp_path, tiny_dataset, demo_data_dir):
     assert (tmp_path / "openpose_template.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir, shared):
     from conftest import run_torchrun
 

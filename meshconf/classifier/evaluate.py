@@ -6,12 +6,12 @@ import math
 import os
 import sys
 
-from .classifier import data as D
-from .classifier import metrics as M
-from .classifier import plots
-from .classifier.models import load
-from .errors import MeshconfError
-from .fileio import write_json
+from . import data as D
+from . import metrics as M
+from . import plots
+from .models import load
+from ..errors import MeshconfError
+from ..fileio import write_json
 
 COLUMNS = (("N", "n", "{:d}"), ("MC acc", "mc_accuracy", "{:.1%}"), ("AUROC", "mc_auroc", "{:.3f}"),
            ("AUPRC(inacc)", "mc_auprc_inaccurate", "{:.3f}"), ("ECE", "mc_ece", "{:.3f}"),
@@ -85,7 +85,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("evaluate", argv)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .classifier import data as D
-from .errors import MeshconfError
+from . import data as D
+from ..errors import MeshconfError
 
 DEFAULT_TRAIN_SETS = ("3dpw_train", "3dpw_occ_train")
 
@@ -38,7 +38,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("prepare", argv)
 
 

@@ -10,12 +10,12 @@ import sys
 
 import torch
 
-from .classifier import data as D
-from .classifier import metrics as M
-from .classifier import plots
-from .classifier.models import SHIPPED
-from .fileio import write_json
-from .classifier.training import stack_with_trees, train_meshconfnet, train_original
+from . import data as D
+from . import metrics as M
+from . import plots
+from .models import SHIPPED
+from ..fileio import write_json
+from .training import stack_with_trees, train_meshconfnet, train_original
 
 
 def add_arguments(parser) -> None:
@@ -54,7 +54,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("train", argv)
 
 

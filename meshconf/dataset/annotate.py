@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .dataset import save_annotations
+from . import save_annotations
 
 IMAGE_FOLDERS = {"3dpw": "imageFiles", "3doh": "images", "h36m": "images"}
 
@@ -29,13 +29,13 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     if args.dataset == "3dpw":
-        from .dataset.pw3d import read_3dpw
+        from .pw3d import read_3dpw
         annotations = read_3dpw(args.root, args.split)
     elif args.dataset == "3doh":
-        from .dataset.oh3d import read_3doh
+        from .oh3d import read_3doh
         annotations = read_3doh(args.root)
     else:
-        from .dataset.h36m import extract_frames, read_h36m
+        from .h36m import extract_frames, read_h36m
         subjects = tuple(s.strip() for s in args.subjects.split(",") if s.strip())
         if args.extract_frames:
             written = extract_frames(args.root, subjects=subjects, protocol=args.protocol)
@@ -48,7 +48,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("annotate", argv)
 
 

@@ -25,11 +25,11 @@ from importlib import resources
 
 import numpy as np
 
-from . import constants as C
-from .errors import MeshconfError
-from .options import add_model_options, check_model_options, model_choice
-from .fileio import atomic_path, write_json
-from .imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
+from .. import constants as C
+from ..errors import MeshconfError
+from ..options import add_model_options, check_model_options, model_choice
+from ..fileio import atomic_path, write_json
+from ..imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
 EXAMPLE = "astronaut.jpg"
 MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
@@ -144,8 +144,8 @@ def person_report(analysis, box, parts, label, render_ms) -> dict:
 
 
 def write_person(folder: str, analysis, box, models, args) -> dict:
-    from . import figures
-    from .meshio import write_glb, write_ply
+    from .. import figures
+    from ..meshio import write_glb, write_ply
 
     os.makedirs(folder, exist_ok=True)
     write_image(os.path.join(folder, "crop.png"), analysis.crop_rgb[:, :, ::-1])
@@ -174,7 +174,7 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
 
 def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], engine, args) -> list[dict]:
     """Everything for several images through the `MeshConfidence` engine; writes and returns their reports."""
-    from . import figures
+    from .. import figures
 
     if args.bbox:
         for image in images_bgr:
@@ -274,7 +274,7 @@ def run(args) -> int:
     # briefly needs twice its size, which then does not come on top of them.
     from tqdm import tqdm
 
-    from . import assets
+    from ..setup import assets
 
     check_arguments(args)
     inputs = list(args.inputs) + list(args.img)
@@ -292,7 +292,7 @@ def run(args) -> int:
 
     def models():
         if not loaded_models:
-            from .inference import MeshConfidence
+            from ..inference import MeshConfidence
 
             loaded_models.append(MeshConfidence(estimator=args.estimator, **model_choice(args)))
         return loaded_models[0]
@@ -346,7 +346,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("demo", argv)
 
 

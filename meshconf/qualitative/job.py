@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import constants as C
-from .errors import MeshconfError
-from .fileio import verify_manifest, write_json
-from .options import add_model_options, check_model_options, model_choice
-from .imageio import write_image
+from .. import constants as C
+from ..errors import MeshconfError
+from ..fileio import verify_manifest, write_json
+from ..options import add_model_options, check_model_options, model_choice
+from ..imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
 PX = C.IMG_RES / 2  # normalised units -> crop px
@@ -112,7 +112,7 @@ class _Estimate:
 
 
 def painted(vertices, faces, cam_t, crop_rgb, values14, segmentation, vmin, vmax, res, backend):
-    from . import render
+    from .. import render
 
     vertex_rgb = render.colormap(render.vertex_values(values14, segmentation, len(vertices)), vmin, vmax)
     return render.render(vertices, faces, cam_t, crop_rgb, vertex_rgb=vertex_rgb, res=res, backend=backend)[0]
@@ -120,9 +120,9 @@ def painted(vertices, faces, cam_t, crop_rgb, values14, segmentation, vmin, vmax
 
 def panel(ds: str, n: int, pictures: dict, found: ArrayRow, prediction, label: str, vmin: float, vmax: float,
           gt_range: tuple[float, float]) -> np.ndarray:
-    from .figures import _pyplot, _to_rgb
+    from ..figures import pyplot_module, figure_to_rgb
 
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, axes = plt.subplots(1, 6, figsize=(27, 4.8), gridspec_kw={"width_ratios": [1, 1, 1, 1.15, 1.15, 1.4]},
                              layout="constrained")
     p = float(prediction.p_accurate[0])
@@ -151,17 +151,17 @@ def panel(ds: str, n: int, pictures: dict, found: ArrayRow, prediction, label: s
     ax.set_xlabel("crop px (dashed: the 11.2 px accuracy line)")
     ax.legend(fontsize=7)
     fig.suptitle(f"{ds} image {n}", fontsize=11)
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def run(args) -> int:
     import cv2
     import torch
 
-    from . import geometry, render
-    from .bundle import load_models, require_files
-    from .dataset import AnnotatedCrops
-    from .figures import part_scores
+    from .. import geometry, render
+    from ..bundle import load_models, require_files
+    from ..dataset import AnnotatedCrops
+    from ..figures import part_scores
 
     check_model_options(args)
     if args.render_res < 32:
@@ -233,7 +233,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("qualitative", argv)
 
 

@@ -17,8 +17,8 @@ import torch
 
 from .. import constants as C
 from ..groundtruth import smpl_joints3d  # noqa: F401  (moved; kept importable here)
-from .image import MM, _op_points, _pelvis, procrustes, spin_j14
-from .occlusion import joint_window
+from .image import MM, op_points, pelvis, procrustes, spin_j14
+from ..occlusion import joint_window
 
 VARIANTS = 1 + C.NUM_J14  # unoccluded, then one per occluded joint
 
@@ -54,7 +54,7 @@ def spin_variant_errors(spin, smpl, regressor_h36m, variants: np.ndarray, refere
                            for s in range(0, len(flat), batch_size)]).reshape(b, VARIANTS, C.NUM_J14, 3)
     target = pred[:, :1] if reference_m is None else np.asarray(reference_m, dtype=np.float64)[:, None]
     target = np.ascontiguousarray(np.broadcast_to(target, pred.shape))
-    mpjpe = np.linalg.norm((pred - _pelvis(pred)) - (target - _pelvis(target)), axis=-1) * MM
+    mpjpe = np.linalg.norm((pred - pelvis(pred)) - (target - pelvis(target)), axis=-1) * MM
     pa = np.linalg.norm(procrustes(pred.reshape(-1, C.NUM_J14, 3), target.reshape(-1, C.NUM_J14, 3))
                         - target.reshape(-1, C.NUM_J14, 3), axis=-1).reshape(mpjpe.shape) * MM
     return {"mpjpe": mpjpe, "pa": pa}
@@ -71,7 +71,7 @@ def openpose_variant_errors(body, variants: np.ndarray, gt_px: np.ndarray, batch
     errors = np.full((b * VARIANTS, C.NUM_J14), np.nan)
     for i, (candidate, subset) in enumerate(detections):
         reference = np.asarray(gt_px[i // VARIANTS], dtype=np.float64)
-        points, _ = _op_points(candidate, subset, np.where(np.isnan(reference), C.IMG_RES / 2, reference))
+        points, _ = op_points(candidate, subset, np.where(np.isnan(reference), C.IMG_RES / 2, reference))
         errors[i] = np.linalg.norm(points - reference, axis=1)
     return {"px": errors.reshape(b, VARIANTS, C.NUM_J14)}
 

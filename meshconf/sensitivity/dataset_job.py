@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .. import assets
+from ..setup import assets
 from ..errors import MeshconfError
 from ..runtime import synchronize
 from ..fileio import write_atomic, write_json
@@ -19,7 +19,7 @@ from ..imageio import write_image
 from . import dataset as ds
 from . import figures
 from ..groundtruth import GroundTruth3D
-from .job import _load, _parts, _save_npz
+from .common import load, parts, save_npz
 
 
 def _model_files(model: str, args, models) -> dict[str, str]:
@@ -67,7 +67,7 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
     """The arrays, the table (csv + json), the bar chart and matrix, and the template body; returns the summary."""
     summary = ds.summarise(merged["errors"], merged["occluded"])
     matrix = ds.occlusion_matrix(merged["errors"], merged["occluded"])
-    _save_npz(os.path.join(args.out, f"{model}_errors.npz"), merged, info)
+    save_npz(os.path.join(args.out, f"{model}_errors.npz"), merged, info)
     table = ds.table(summary)
     write_json(os.path.join(args.out, f"{model}_summary.json"),
                {**info, "per_occluded_joint": table, "matrix": matrix.tolist()})
@@ -86,7 +86,8 @@ def run_dataset(args) -> int:
     from ..bundle import require_files
     from ..chunks import ChunkStore, collect, distributed, run_chunked, shard
     from ..dataset import AnnotatedCrops
-    from .occlusion import parse_fill
+    from ..dataset.crops import collate
+    from ..occlusion import parse_fill
 
     if args.every < 1 or (args.max_images is not None and args.max_images < 1) or args.batch_size < 1:
         raise MeshconfError("--every, --max-images and --batch-size must be positive")
@@ -96,10 +97,10 @@ def run_dataset(args) -> int:
     if not rows:
         raise MeshconfError(f"{args.annotations} has no rows")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    require_files(_parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
+    require_files(parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
     os.makedirs(args.out, exist_ok=True)
     rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
-    models = _load(todo, args, fixed_shapes=True)  # device "auto": this rank's own GPU
+    models = load(todo, args, fixed_shapes=True)  # device "auto": this rank's own GPU
     mine = shard(len(data), rank, world, rows)
     if rank == 0:
         first = data[rows[0]]
@@ -115,8 +116,8 @@ def run_dataset(args) -> int:
             store.bind({**settings, "model": model, "reference": reference,
                         "models": models.settings(_model_files(model, args, models))})
             start = time.perf_counter()
-            finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", rows=mine,
-                                   progress=rank == 0, workers=args.workers)
+            finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", collate,
+                                   rows=mine, progress=rank == 0, workers=args.workers)
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
                 raise MeshconfError("the analysis stopped before every row was done; run the same command to "

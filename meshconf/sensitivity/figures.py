@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .. import constants as C
-from ..figures import _pyplot, _to_rgb
+from ..figures import pyplot_module, figure_to_rgb
 
 
 def _upsample(grid_values: np.ndarray, res: int) -> np.ndarray:
@@ -18,7 +18,7 @@ def _upsample(grid_values: np.ndarray, res: int) -> np.ndarray:
 
 def joint_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
     """2 x 7 panels: each joint's error over the window grid on the crop, one colour scale for all joints."""
-    plt = _pyplot()
+    plt = pyplot_module()
     heat = result.heatmap
     vmax = float(np.nanmax(heat)) if np.isfinite(heat).any() else 1.0
     fig, axes = plt.subplots(2, 7, figsize=(21, 6.6), layout="constrained")
@@ -32,7 +32,7 @@ def joint_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
         ax.axis("off")
     fig.colorbar(shown, ax=axes, fraction=0.02, label=_label(result))
     fig.suptitle(f"{result.model}: error per joint when each window is occluded (reference: {result.reference})")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def _label(result) -> str:
@@ -42,7 +42,7 @@ def _label(result) -> str:
 
 def mean_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
     """Mean error over joints per window on the crop, the worst window outlined."""
-    plt = _pyplot()
+    plt = pyplot_module()
     res = crop_rgb.shape[0]
     n = result.grid.per_axis
     fig, ax = plt.subplots(figsize=(6.4, 5.4), layout="constrained")
@@ -57,7 +57,7 @@ def mean_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
         ax.set_title(f"{result.model}: mean {_label(result)}\nmin {finite.min():.1f}, max {finite.max():.1f} "
                      f"{result.unit} (red: worst window)", fontsize=10)
     fig.colorbar(shown, ax=ax, fraction=0.046, label=f"mean {_label(result)}")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 # ---------------------------------------------------------------------------------------------- dataset analysis
@@ -78,7 +78,7 @@ def template_figure(values14, vertices, faces, cam_t, segmentation, label: str, 
 def summary_figure(rows, matrix: np.ndarray, model: str, unit: str, reference: str) -> np.ndarray:
     """Left: mean error per occluded joint, with the same images unoccluded. Right: which joints suffer
     (mean error of each measured joint, rows = occluded joint)."""
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, (bars, grid) = plt.subplots(1, 2, figsize=(17, 6.2), layout="constrained",
                                      gridspec_kw={"width_ratios": [1.25, 1]})
     x = np.arange(len(rows))
@@ -96,16 +96,16 @@ def summary_figure(rows, matrix: np.ndarray, model: str, unit: str, reference: s
     grid.set_ylabel("occluded joint")
     grid.set_title("mean error of each joint", fontsize=10)
     fig.colorbar(shown, ax=grid, fraction=0.046, label=unit)
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)
 
 
 def examples_figure(variants: np.ndarray, occluded: np.ndarray) -> np.ndarray:
     """One image's 15 variants (unoccluded first), to check where the occluders landed."""
-    plt = _pyplot()
+    plt = pyplot_module()
     fig, axes = plt.subplots(3, 5, figsize=(12.5, 7.8), layout="constrained")
     for i, ax in enumerate(axes.ravel()):
         ax.imshow(np.clip(variants[i], 0, 255).astype(np.uint8))
         name = "unoccluded" if i == 0 else C.J14_NAMES[i - 1] + ("" if occluded[i - 1] else " (not occluded)")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    return _to_rgb(fig)
+    return figure_to_rgb(fig)

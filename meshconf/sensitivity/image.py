@@ -16,7 +16,7 @@ import torch
 
 from .. import constants as C
 from .. import geometry, sp_op
-from .occlusion import Grid, occluded_copies
+from ..occlusion import Grid, occluded_copies
 
 MM = 1000.0
 
@@ -60,7 +60,7 @@ def procrustes(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
     return scale[:, None, None] * np.einsum("bji,bik->bjk", p, rotation) + mu_t
 
 
-def _pelvis(j14: np.ndarray) -> np.ndarray:
+def pelvis(j14: np.ndarray) -> np.ndarray:
     return (j14[..., C.J14_R_HIP, :] + j14[..., C.J14_L_HIP, :])[..., None, :] / 2
 
 
@@ -86,14 +86,14 @@ def spin_sensitivity(spin, smpl, regressor_h36m, crop_rgb, grid: Grid, fill, bat
     else:
         reference, source = np.asarray(gt_j14_m, dtype=np.float64), "ground truth"
     target = np.broadcast_to(reference, pred.shape)
-    aligned = np.linalg.norm((pred - _pelvis(pred)) - (target - _pelvis(target)), axis=-1) * MM
+    aligned = np.linalg.norm((pred - pelvis(pred)) - (target - pelvis(target)), axis=-1) * MM
     pa = np.linalg.norm(procrustes(pred, np.ascontiguousarray(target)) - target, axis=-1) * MM
     unaligned = np.linalg.norm(pred - target, axis=-1) * MM
     return GridResult("spin", grid, aligned, "mm", source,
                       {"pa_mpjpe": pa.mean(1), "pa_per_joint": pa, "unaligned": unaligned})
 
 
-def _op_points(candidate, subset, reference_px) -> tuple[np.ndarray, bool]:
+def op_points(candidate, subset, reference_px) -> tuple[np.ndarray, bool]:
     """(14,2) px of the person closest to `reference_px` (missing joints NaN), and whether anyone was found."""
     person = sp_op.select_person(reference_px, candidate, subset)
     if person < 0:
@@ -126,7 +126,7 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
     errors = np.full((len(bgr), C.NUM_J14), np.nan)
     detected = np.zeros((len(bgr), C.NUM_J14), dtype=bool)
     for k, (candidate, subset) in enumerate(detect_batch(body, bgr, batch_size=batch_size)):
-        points, _ = _op_points(candidate, subset, selector)
+        points, _ = op_points(candidate, subset, selector)
         detected[k] = np.isfinite(points[:, 0])
         errors[k] = np.linalg.norm(points - reference, axis=1)
     return GridResult("openpose", grid, errors, "px", source, {"detected": detected})

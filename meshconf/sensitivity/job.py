@@ -20,21 +20,11 @@ import numpy as np
 
 from .. import geometry
 from ..bundle import require_files
+from .common import add_common, load, parts, save_npz
 from ..errors import MeshconfError
-from ..options import add_model_options, check_model_options, model_choice
+from ..options import check_model_options
 from ..runtime import synchronize
-from ..fileio import json_bytes
-from ..imageio import read_bgr, write_atomic, write_image
-
-
-def _common(p, batch_help: str, batch_default: int) -> None:
-    p.add_argument("--model", choices=("spin", "openpose", "both"), default="both",
-                   help="which network to analyse (default: %(default)s)")
-    p.add_argument("--occ-size", type=int, default=40, help="occluder side in crop px (default: %(default)s)")
-    p.add_argument("--fill", default="mean", help="black, white, mean (ImageNet grey, the original's 0) or R,G,B")
-    p.add_argument("--pixel-normalised", type=float, help="the original's --pixel value (normalised space); "
-                   "overrides --fill")
-    add_model_options(p, batch_default, batch_help)
+from ..imageio import read_bgr, write_image
 
 
 def add_arguments(parser) -> None:
@@ -46,7 +36,7 @@ def add_arguments(parser) -> None:
     d.add_argument("--max-images", type=int, help="stop after this many rows (after --every)")
     d.add_argument("--out", default="sensitivity_dataset", help="output folder (default: %(default)s)")
     d.add_argument("--workers", type=int, default=0, help="image-reading processes (default: 0; 4-8 on a GPU)")
-    _common(d, "images per step, 15 crops each", 4)
+    add_common(d, "images per step, 15 crops each", 4)
     p = sub.add_parser("image", help="sliding occluder over one crop")
     p.add_argument("image", nargs="?", help="an image; by default it is treated as a crop with the person centred")
     p.add_argument("--bbox", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="person box in px")
@@ -57,28 +47,7 @@ def add_arguments(parser) -> None:
                    help="with --annotations: the row (default: %(default)s)")
     p.add_argument("--stride", type=int, default=20, help="occluder step in crop px (default: %(default)s)")
     p.add_argument("--out", default="sensitivity", help="output folder (default: %(default)s)")
-    _common(p, "occluded copies per forward pass, the fastest per image here", 8)
-
-
-PARTS = {"spin": {"spin", "smpl", "regressor_h36m"}, "openpose": {"body"}}
-
-
-def _parts(todo) -> set[str]:
-    return set().union(*(PARTS[m] for m in todo))
-
-
-def _load(todo, args, fixed_shapes: bool = False):
-    """The networks for `todo` through the one model layer (folded SPIN, the device and precision options)."""
-    from ..bundle import load_models
-
-    return load_models(_parts(todo), fixed_shapes=fixed_shapes, **model_choice(args))
-
-
-def _save_npz(path, arrays: dict, info: dict) -> None:
-    import io
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays, info=np.array(json_bytes(info).decode()))
-    write_atomic(path, buffer.getvalue())
+    add_common(p, "occluded copies per forward pass, the fastest per image here", 8)
 
 
 def run(args) -> int:
@@ -94,7 +63,7 @@ def run(args) -> int:
 def run_image(args) -> int:
     from . import figures
     from .image import openpose_sensitivity, spin_sensitivity
-    from .occlusion import Grid, parse_fill
+    from ..occlusion import Grid, parse_fill
 
     grid = Grid(224, args.occ_size, args.stride)
     fill = parse_fill(args.fill, args.pixel_normalised)
@@ -121,8 +90,8 @@ def run_image(args) -> int:
     else:
         raise MeshconfError("give an IMAGE, or --annotations and --images (with --img-number) for a dataset row")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    require_files(_parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
-    models = _load(todo, args)
+    require_files(parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
+    models = load(todo, args)
     os.makedirs(args.out, exist_ok=True)
     write_image(os.path.join(args.out, "crop.png"), crop[:, :, ::-1])
     for model in todo:
@@ -146,7 +115,7 @@ def run_image(args) -> int:
                 "device": str(models.device), "precision": models.precision, "tf32": models.tf32,
                 "occ_size": args.occ_size, "stride": args.stride, "windows": len(grid.windows),
                 "worst_window": result.worst_window, "seconds": round(seconds, 3), "input": source}
-        _save_npz(os.path.join(args.out, f"{model}_grid.npz"), arrays, info)
+        save_npz(os.path.join(args.out, f"{model}_grid.npz"), arrays, info)
         write_image(os.path.join(args.out, f"{model}_joints.png"), figures.joint_figure(crop, result)[:, :, ::-1])
         write_image(os.path.join(args.out, f"{model}_mean.png"), figures.mean_figure(crop, result)[:, :, ::-1])
         finite = result.mean[np.isfinite(result.mean)]

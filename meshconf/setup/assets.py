@@ -14,8 +14,8 @@ import os
 import tarfile
 from dataclasses import dataclass
 
-from .errors import MeshconfError
-from .fileio import atomic_path
+from ..errors import MeshconfError
+from ..fileio import atomic_path
 
 ENV_DATA = "MESHCONF_DATA"
 SPIN_DATA_ARCHIVE = "http://visiondata.cis.upenn.edu/spin/data.tar.gz"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .errors import MeshconfError
-from .models.smpl_file import read_smpl_file, write_smpl_npz
+from ..errors import MeshconfError
+from ..models.smpl_file import read_smpl_file, write_smpl_npz
 
 
 def add_arguments(parser) -> None:
@@ -24,7 +24,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("convert-smpl", argv)
 
 

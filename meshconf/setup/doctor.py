@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import assets as A
-from .errors import MeshconfError
+from ..errors import MeshconfError
 from .validate import check_asset
 
 
@@ -49,7 +49,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("doctor", argv)
 
 

@@ -17,8 +17,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .errors import MeshconfError
-from .fileio import sha256_file
+from ..errors import MeshconfError
+from ..fileio import sha256_file
 
 CHUNK = 1 << 20
 DEFAULT_MAX_BYTES = 1 << 30  # no public file meshconf fetches is near 1 GiB

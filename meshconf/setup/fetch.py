@@ -11,7 +11,7 @@ import sys
 
 from . import assets as A
 from .download import download
-from .errors import MeshconfError
+from ..errors import MeshconfError
 from .validate import check_asset
 
 
@@ -121,7 +121,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("fetch", argv)
 
 

@@ -7,8 +7,8 @@ import zipfile
 
 import numpy as np
 
-from . import constants as C
-from .errors import MeshconfError
+from .. import constants as C
+from ..errors import MeshconfError
 
 
 def _npy(path, shape) -> None:
@@ -24,10 +24,10 @@ def check_asset(name: str, path) -> None:
     """Raise `MeshconfError` if the file at `path` is not a usable `name` asset."""
     path = os.fspath(path)
     if name == "spin_checkpoint":
-        from .models.hmr import load_spin
+        from ..models.hmr import load_spin
         load_spin(path)
     elif name == "openpose_body":
-        from .openpose.network import load_body
+        from ..openpose.network import load_body
         load_body(path)
     elif name == "smpl_mean_params":
         try:
@@ -42,8 +42,8 @@ def check_asset(name: str, path) -> None:
     elif name == "J_regressor_h36m":
         _npy(path, (17, C.NUM_SMPL_VERTICES))
     elif name.startswith("smpl_"):
-        from .models.smpl_file import read_smpl_file
+        from ..models.smpl_file import read_smpl_file
         read_smpl_file(path)
     elif name == "part_segmentation":
-        from .render import read_segmentation
+        from ..render import read_segmentation
         read_segmentation(path)

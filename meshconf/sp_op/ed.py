@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import constants as C
+from .. import constants as C
 
 _HALF = np.float32(C.IMG_RES / 2)  # 112.0
 

@@ -25,13 +25,15 @@ import sys
 import numpy as np
 import torch
 
-from . import __version__, geometry, sp_op
-from .chunks import ChunkStore, collect, distributed, model_settings, run_chunked, shard
-from . import constants as C
-from .errors import MeshconfError
-from .fileio import npy_bytes, sha256_bytes, write_atomic, write_json
-from .options import add_model_options, check_model_options, model_choice
-from .sensitivity.occlusion import NAMED_FILLS, joint_window
+from .. import __version__, geometry
+from . import ed as sp_op
+from ..dataset.crops import collate
+from ..chunks import ChunkStore, collect, distributed, model_settings, run_chunked, shard
+from .. import constants as C
+from ..errors import MeshconfError
+from ..fileio import npy_bytes, sha256_bytes, write_atomic, write_json
+from ..options import add_model_options, check_model_options, model_choice
+from ..occlusion import NAMED_FILLS, joint_window
 
 
 def add_arguments(parser) -> None:
@@ -67,7 +69,7 @@ def se_row(keypoints_49: np.ndarray, gt_j14: np.ndarray, anchor: np.ndarray) -> 
 
 def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int) -> dict:
     """Arrays for one batch of `AnnotatedCrops` items (see `collate`)."""
-    from .openpose import detect_batch
+    from ..openpose import detect_batch
 
     crops = batch["crop"].astype(np.float32)
     occluded = np.full(len(crops), -1)
@@ -133,8 +135,8 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
             return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
 
         finished = run_chunked(dataset, store, process, batch_size,
-                               name if world == 1 else f"{name} [{rank}/{world}]", max_batches, progress, rows=rows,
-                               workers=workers)
+                               name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
+                               rows=rows, workers=workers)
         complete, merged = collect(store, KEYS, rows, finished, rank, world)
         if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
             return complete
@@ -177,8 +179,8 @@ def row_keys(annotations) -> list:
 
 
 def run(args) -> int:
-    from .bundle import load_models
-    from .dataset import AnnotatedCrops
+    from ..bundle import load_models
+    from ..dataset import AnnotatedCrops
 
     check_model_options(args)
     for option, value, least in (("--occ-size", args.occ_size, 1), ("--workers", args.workers, 0)):
@@ -202,7 +204,7 @@ def run(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .cli import job_main
+    from ..cli import job_main
     return job_main("extract", argv)
 
 

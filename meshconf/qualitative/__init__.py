@@ -1,0 +1,1 @@
+"""`meshconf qualitative`: predicted against ground-truth confidence for one dataset image (the job is `job.py`)."""
