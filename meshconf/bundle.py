@@ -100,7 +100,7 @@ def require_files(parts, data_dir=None, checkpoint=None) -> dict[str, str]:
 
 
 def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str = "default", device="auto",
-                precision: str = "float32", tf32: bool = False, fixed_shapes: bool = False, threads: int = 0,
+                precision: str = "float32", tf32: bool = False, fixed_shapes: bool = False, threads: int | None = None,
                 openpose_precision: str | None = None) -> Models:
     """Load `parts` (a subset of `PARTS`) for one device and precision. `openpose_precision` overrides the
     precision for OpenPose alone (the former demo option)."""

@@ -23,6 +23,8 @@ JOBS = {
     "doctor": ("meshconf.setup.doctor", "list the model files that are present or missing, and how to get each"),
     "fetch": ("meshconf.setup.fetch", "download the publicly available model files"),
     "convert-smpl": ("meshconf.setup.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
+    "convert-classifier": ("meshconf.classifier.convert",
+                           "the original's trained classifier.pt + classifier_wj.pt -> a meshconf estimator file"),
     "prepare": ("meshconf.classifier.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
     "train": ("meshconf.classifier.train", "train the error estimators on prepared tables"),
     "evaluate": ("meshconf.classifier.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),

@@ -175,3 +175,26 @@ def file_fingerprint(path) -> str:
     if key not in _SHA_CACHE:
         _SHA_CACHE[key] = sha256_file(path)
     return _SHA_CACHE[key]
+
+
+def staging_folder(final: str) -> str:
+    """A fresh empty folder beside `final` to write a result set into, before `commit_folder` swaps it in."""
+    parent = os.path.dirname(os.path.abspath(final)) or "."
+    os.makedirs(parent, exist_ok=True)
+    return tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.tmp-")
+
+
+def commit_folder(staging: str, final: str) -> None:
+    """Replace `final` by `staging` as a whole (no stale files of an earlier run survive). The old folder is moved
+    aside first and removed last, so an interrupt leaves either the old or the new result under `final`."""
+    import shutil
+
+    old = None
+    if os.path.lexists(final):
+        old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(final)) or ".",
+                               prefix=f".{os.path.basename(final)}.old-")
+        os.rmdir(old)
+        os.rename(final, old)
+    os.rename(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

@@ -19,7 +19,7 @@ def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops 
                             "are labelled as such (default: %(default)s)")
     group.add_argument("--tf32", action="store_true",
                        help="allow TF32 on CUDA (faster, leaves the goldens' tolerances; recorded in reports)")
-    group.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0, torch's choice)")
+    group.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     group.add_argument("--batch-size", type=int, default=batch_default,
                        help=f"{batch_help} (default: %(default)s)")
 
@@ -28,8 +28,8 @@ def check_model_options(args) -> None:
     """Ranges, before any model loads."""
     if args.batch_size < 1:
         raise MeshconfError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.threads < 0:
-        raise MeshconfError(f"--threads must be at least 0, got {args.threads}")
+    if args.threads is not None and args.threads < 1:
+        raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
 
 
 def model_choice(args) -> dict:

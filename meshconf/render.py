@@ -88,6 +88,38 @@ def pyrender_available() -> bool:
         return False
 
 
+SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software", "lavapipe")
+
+
+@lru_cache(maxsize=1)
+def gl_renderer() -> str | None:
+    """The OpenGL renderer string of pyrender's offscreen context, or None when there is none."""
+    if not pyrender_available():
+        return None
+    try:
+        from OpenGL import GL
+
+        _offscreen(16)._platform.make_current()
+        name = GL.glGetString(GL.GL_RENDERER)
+        return name.decode() if isinstance(name, bytes) else str(name)
+    except Exception:  # noqa: BLE001 - a context we cannot query counts as unknown
+        return "unknown"
+
+
+def resolve_backend(backend: str) -> str:
+    """The renderer that `backend` ("auto", "software", "pyrender") runs: what reports name."""
+    return auto_backend() if backend == "auto" else backend
+
+
+def auto_backend() -> str:
+    """`auto`: pyrender only on a GPU-backed OpenGL context. On a CPU (Mesa's llvmpipe) pyrender measured 4.3-4.9 s
+    per person render against 0.4-0.6 s for the built-in renderer, and the two agree on 99.6% of pixels."""
+    name = gl_renderer()
+    if name is None or name == "unknown" or any(s in name.lower() for s in SOFTWARE_GL):
+        return "software"
+    return "pyrender"
+
+
 @lru_cache(maxsize=4)
 def _offscreen(res: int):
     if "PYOPENGL_PLATFORM" not in os.environ:
@@ -193,7 +225,7 @@ def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_
     if backend not in BACKENDS:
         raise MeshconfError(f"renderer must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if backend == "auto":
-        backend = "pyrender" if pyrender_available() else "software"
+        backend = auto_backend()
 
     background = np.asarray(background_rgb)
     if background.dtype != np.uint8:

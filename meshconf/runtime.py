@@ -84,7 +84,7 @@ def resolve_device(spec: str | None = "auto"):
     return device
 
 
-def configure_torch(device, tf32: bool = False, fixed_shapes: bool = False, threads: int = 0) -> None:
+def configure_torch(device, tf32: bool = False, fixed_shapes: bool = False, threads: int | None = None) -> None:
     """Backend switches, set once per job. TF32 stays off unless asked (with it, CUDA matmuls and convolutions
     round to 10 mantissa bits and results leave the goldens' tolerances); cuDNN's autotuner only where every
     batch has the same shape (datasets, sensitivity), where it pays."""

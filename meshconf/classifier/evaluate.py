@@ -27,6 +27,7 @@ def add_arguments(parser) -> None:
                         help="shipped estimators (default, original) or .safetensors files")
     parser.add_argument("--train-sets", nargs="*", help="sets the line-fit baseline is fitted on "
                         "(default: every set whose name contains 'train'; none: no baselines)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--drop-nonfinite", action="store_true",
                         help="leave out rows with NaN/inf ED, SE or confidence (default: refuse such arrays)")
     parser.add_argument("--out", default="meshconf-evaluation", help="output folder (default: %(default)s)")
@@ -56,10 +57,18 @@ def run(args) -> int:
     if missing_gt:
         raise MeshconfError(f"no ground truth (_sp_gt.npy) for {', '.join(missing_gt)}: cannot evaluate")
     results = {}
-    for spec in args.model:
-        estimator = load(spec)
-        label = spec if spec in ("default", "original") else os.path.basename(spec)
-        results[label] = {n: M.evaluate(estimator.predict(s.ed, s.conf), s) for n, s in sets.items()}
+    from tqdm import tqdm
+
+    with tqdm(total=len(args.model) * len(sets), desc="evaluate", unit="set",
+              disable=True if args.no_progress else None) as bar:
+        for spec in args.model:
+            estimator = load(spec)
+            label = spec if spec in ("default", "original") else os.path.basename(spec)
+            results[label] = {}
+            for n, s in sets.items():  # one step per (estimator, set): the default estimator's trees take a while
+                bar.set_postfix_str(f"{label} on {n}")
+                results[label][n] = M.evaluate(estimator.predict(s.ed, s.conf), s)
+                bar.update(1)
     train_names = args.train_sets if args.train_sets is not None else [s for s in D.find_sets(args.data)
                                                                        if "train" in s]
     baseline_results = {}

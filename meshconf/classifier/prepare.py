@@ -16,12 +16,14 @@ def add_arguments(parser) -> None:
                         help="training sets (prefixes). The original also used Human3.6M arrays, which are not "
                              "public (default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder for the prepared tables")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/validation split (default: %(default)s)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of each source held out for validation (default: %(default)s)")
     parser.add_argument("--drop-nonfinite", action="store_true",
                         help="leave out rows with NaN/inf ED, SE or confidence (default: refuse such arrays)")
     parser.add_argument("--block", type=int, default=1,
-                        help="split contiguous runs of this many rows together (1 = frame level, as the original)")
+                        help="split contiguous runs of this many rows together (1 = frame level, as the original) "
+                             "(default: %(default)s)")
 
 
 def run(args) -> int:

@@ -14,21 +14,26 @@ from . import data as D
 from . import metrics as M
 from . import plots
 from .models import SHIPPED
+from ..errors import MeshconfError
 from ..fileio import write_json
 from .training import stack_with_trees, train_meshconfnet, train_original
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="folder written by `meshconf prepare`")
-    parser.add_argument("--model", choices=["default", "original", "both"], default="both")
+    parser.add_argument("--model", choices=["default", "original", "both"], default="both",
+                        help="which estimator to train: meshconf's (default), the original recipe, or both "
+                             "(default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args) -> int:
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     prep = D.load_prepared(args.prepared)
     os.makedirs(args.out, exist_ok=True)

@@ -142,7 +142,8 @@ def train_meshconfnet(prep: Prepared, seed: int = 0, members: int = 5, epochs: i
     train, val = _tensors(train_set), _tensors(val_set)
     nets, histories = [], []
     for k in range(members):
-        net, history = _train_one(train, val, seed + k, epochs, batch, lr, hidden, progress)
+        net, history = _train_one(train, val, seed + k, epochs, batch, lr, hidden, progress,
+                                  desc=f"member {k + 1}/{members}")
         history.name = f"meshconf network, member {k + 1}/{members}"
         nets.append(net)
         histories.append(history)
@@ -154,7 +155,8 @@ def train_meshconfnet(prep: Prepared, seed: int = 0, members: int = 5, epochs: i
     return Estimator(Ensemble(nets), "meshconfnet", meta), histories
 
 
-def _train_one(train, val, seed, epochs, batch, lr, hidden, progress) -> tuple[MeshConfNet, History]:
+def _train_one(train, val, seed, epochs, batch, lr, hidden, progress,
+               desc: str = "meshconfnet") -> tuple[MeshConfNet, History]:
     torch.manual_seed(seed)
     net = MeshConfNet(hidden)
     feats = meshconfnet_features(train[0], train[1])
@@ -166,7 +168,7 @@ def _train_one(train, val, seed, epochs, batch, lr, hidden, progress) -> tuple[M
     history = History("meshconf multi-task network")
     gen = torch.Generator().manual_seed(seed)
     _epochs(model, _multitask_loss, opt, train, val, epochs, batch, gen, history,
-            lambda out, it: (out[0] > 0).float() == it[3], "meshconfnet", progress, scheduler=sched)
+            lambda out, it: (out[0] > 0).float() == it[3], desc, progress, scheduler=sched)
     net.eval()
     with torch.no_grad():
         mc, wj, _ = net.raw(val[0], val[1])

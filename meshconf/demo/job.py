@@ -28,7 +28,7 @@ import numpy as np
 from .. import constants as C
 from ..errors import MeshconfError
 from ..options import add_model_options, check_model_options, model_choice
-from ..fileio import atomic_path, write_json
+from ..fileio import atomic_path, commit_folder, staging_folder, write_json
 from ..imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
 EXAMPLE = "astronaut.jpg"
@@ -40,7 +40,9 @@ BATCH_PIXELS = 48_000_000  # images held at once, in pixels (3 bytes each)
 def add_arguments(parser) -> None:
     parser.add_argument("inputs", nargs="*", help="images, folders of images, or videos (default: the bundled "
                         "example photo)")
-    parser.add_argument("--img", action="append", default=[], help="an input image (the original demo's flag)")
+    parser.add_argument("--img", action="append", default=[],
+                        help="an input image, as in the original demo: it is taken as a crop with the person centred "
+                             "(--cropped) unless --bbox is given")
     parser.add_argument("--out", help="output folder (default: <input name>_meshconf next to the current folder)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--cropped", action="store_true",
@@ -53,10 +55,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
     parser.add_argument("--renderer", default="auto", choices=("auto", "software", "pyrender"),
                         help="pyrender (OpenGL offscreen, EGL/OSMesa) or the built-in software renderer; auto "
-                             "uses pyrender when it can open a context (default: %(default)s)")
-    parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame")
+                             "uses pyrender only on a GPU-backed OpenGL context (on a CPU's llvmpipe it is about 8x "
+                             "slower) (default: %(default)s)")
+    parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame (default: %(default)s)")
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
     add_model_options(parser, 16, "crops (and images) per forward pass")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--max-pixels", type=float, default=MAX_PIXELS,
                         help="refuse larger images, read from the file's header before decoding (default: "
                              "%(default).0f; decoding needs 6 bytes per pixel for a moment, then the demo holds 3 "
@@ -172,9 +176,11 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     return report
 
 
-def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], engine, args) -> list[dict]:
+def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], engine, args,
+                   on_image=None) -> list[dict]:
     """Everything for several images through the `MeshConfidence` engine; writes and returns their reports."""
     from .. import figures
+    from ..render import resolve_backend
 
     if args.bbox:
         for image in images_bgr:
@@ -184,18 +190,22 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
                              batch_size=args.batch_size)
     models = engine.models
     reports = []
-    for image, name, folder, result in zip(images_bgr, names, folders, results):
+    for image, name, final, result in zip(images_bgr, names, folders, results):
+        folder = staging_folder(final)  # written whole, then swapped in: no stale person folders of a rerun
         people = [write_person(os.path.join(folder, f"person{k}"), person.analysis, person.box, models, args)
                   for k, person in enumerate(result.people)]
         report = {"input": name, "image_size": list(result.image_size), "people": people,
                   "person_detection_ms": result.person_detection_ms, "models": models.paths,
                   "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
-                  "tf32": models.tf32}
+                  "tf32": models.tf32, "renderer": resolve_backend(args.renderer)}
         if not result.people:
             report["message"] = "no person found"
         write_image(os.path.join(folder, "overview.png"), figures.overview(image, result.boxes, result.analyses))
         write_json(os.path.join(folder, "report.json"), report)
+        commit_folder(folder, final)
         reports.append(report)
+        if on_image is not None:
+            on_image(name, final, report)
     return reports
 
 
@@ -256,17 +266,46 @@ def run_video(path: str, folder: str, models, args) -> dict:
         if not frames:
             raise MeshconfError(f"{path}: the video has no readable frames")
     report = {"input": path, "frames": len(frames), "fps": fps, "every": args.every,
-              "annotated_video": video_out, "frame_reports": [f"frame_{i * args.every:06d}/report.json"
+              "annotated_video": "annotated.mp4", "frame_reports": [f"frame_{i * args.every:06d}/report.json"
                                                               for i in range(len(frames))]}
     write_json(os.path.join(folder, "report.json"), report)
     return report
 
 
-def output_folder(args, path: str, several: bool) -> str:
-    stem = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
-    if args.out:
-        return os.path.join(args.out, stem) if several else args.out
-    return f"{stem}_meshconf"
+def output_folders(args, paths: list[str]) -> dict[str, str]:
+    """One output folder per input that no other input shares. One input: `--out` (default `<stem>_meshconf`).
+    Several: `<out>/<stem>` while the stems differ, else the path relative to the inputs' common folder, with the
+    suffix kept where two inputs differ only by it (a/x.jpg, a/x.png, b/x.png -> a/x_jpg, a/x_png, b/x)."""
+    paths = list(dict.fromkeys(paths))  # the same file given twice is analysed once
+    if len(paths) == 1:
+        stem = os.path.splitext(os.path.basename(os.path.normpath(paths[0])))[0]
+        return {paths[0]: args.out or f"{stem}_meshconf"}
+    out = args.out or "meshconf_results"
+    absolute = [os.path.abspath(p) for p in paths]
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in absolute]
+    if len(set(stems)) == len(stems):
+        names = stems
+    else:
+        common = os.path.commonpath([os.path.dirname(p) for p in absolute])
+        relative = [os.path.relpath(p, common) for p in absolute]
+        bare = [os.path.splitext(r)[0] for r in relative]
+        names = [b if bare.count(b) == 1 else b + "_" + os.path.splitext(r)[1].lstrip(".").lower()
+                 for b, r in zip(bare, relative)]
+    folders = {}
+    for path, name in zip(paths, names):
+        folder = os.path.join(out, name)
+        clash = next((other for other, f in folders.items() if f == folder), None)
+        if clash is not None:
+            raise MeshconfError(f"{clash} and {path} would both write to {folder}; rename one of them")
+        folders[path] = folder
+    return folders
+
+
+def check_replaceable(folder: str) -> None:
+    """A rerun replaces an input's folder as a whole, so the folder must be one meshconf wrote (or empty)."""
+    if os.path.isdir(folder) and os.listdir(folder) and not os.path.isfile(os.path.join(folder, "report.json")):
+        raise MeshconfError(f"{folder} exists and is not a meshconf result folder (no report.json); give --out a new "
+                            f"or empty folder, so nothing of yours is replaced")
 
 
 def run(args) -> int:
@@ -277,11 +316,17 @@ def run(args) -> int:
     from ..setup import assets
 
     check_arguments(args)
+    if args.img and not args.bbox:
+        args.cropped = True  # the original demo assumed its --img was already cropped
     inputs = list(args.inputs) + list(args.img)
     if not inputs:
         inputs = [str(resources.files("meshconf") / "data" / EXAMPLE)]
         print(f"no input given: running on the bundled example photo {inputs[0]}")
     items = expand_inputs(inputs)
+    folders_of = output_folders(args, [path for _, path in items])
+    items = [(kind, path) for kind, path in dict.fromkeys(items)]
+    for folder in folders_of.values():
+        check_replaceable(folder)
     # One message naming every missing file, before any waiting; the weights themselves load when the first
     # image is in memory (a big photo's decoding briefly needs twice its size: not on top of the models).
     assets.require_all([n for n in assets.DEMO_ASSETS if not (args.checkpoint and n == "spin_checkpoint")],
@@ -297,7 +342,6 @@ def run(args) -> int:
             loaded_models.append(MeshConfidence(estimator=args.estimator, **model_choice(args)))
         return loaded_models[0]
     failures = 0
-    several = len(items) > 1
 
     def summarise(path, folder, report):
         summary = ", ".join(f"#{k} P(accurate)={p['p_accurate']:.2f} worst={p['worst_joint']}"
@@ -305,16 +349,21 @@ def run(args) -> int:
         tqdm.write(f"{path}: {summary} -> {folder}/")
 
     images = [path for kind, path in items if kind == "image"]
-    with tqdm(total=len(images), desc="images", unit="img", disable=len(images) < 2) as bar:
+    # per image, as each one's pictures are written (not per batch); off with --no-progress or when not a terminal
+    with tqdm(total=len(images), desc="images", unit="img", disable=True if args.no_progress else None) as bar:
         loaded, pixels = [], 0
+
+        def done(path, folder, report):
+            summarise(path, folder, report)
+            bar.update(1)
 
         def flush():
             if loaded:
-                folders = [output_folder(args, path, several) for path, _ in loaded]
-                reports = analyse_images([image for _, image in loaded], [path for path, _ in loaded], folders,
-                                         models(), args)
-                for (path, _), folder, report in zip(loaded, folders, reports):
-                    summarise(path, folder, report)
+                bar.set_postfix_str("networks" if loaded_models else "loading models")
+                folders = [folders_of[path] for path, _ in loaded]
+                analyse_images([image for _, image in loaded], [path for path, _ in loaded], folders, models(),
+                               args, on_image=done)
+                bar.set_postfix_str("")
                 loaded.clear()
 
         for path in images:
@@ -323,6 +372,7 @@ def run(args) -> int:
             except MeshconfError as exc:
                 failures += 1
                 tqdm.write(f"meshconf demo: {exc}", file=sys.stderr)
+                bar.update(1)
                 image = None
             if image is not None:
                 loaded.append((path, image))
@@ -331,12 +381,18 @@ def run(args) -> int:
             if len(loaded) >= args.batch_size or pixels >= BATCH_PIXELS:
                 flush()
                 pixels = 0
-            bar.update(1)
         flush()
     for path in [path for kind, path in items if kind == "video"]:
-        folder = output_folder(args, path, several)
+        folder = folders_of[path]
         try:
-            report = run_video(path, folder, models(), args)
+            staging = staging_folder(folder)
+            try:
+                report = run_video(path, staging, models(), args)
+            except BaseException:
+                import shutil
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            commit_folder(staging, folder)
         except MeshconfError as exc:
             failures += 1
             print(f"meshconf demo: {exc}", file=sys.stderr)

@@ -34,7 +34,7 @@ PX = C.IMG_RES / 2  # normalised units -> crop px
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--dataset", choices=DATASETS, default="h36m_p1", help="dataset name (names the files)")
+    parser.add_argument("--dataset", choices=DATASETS, default="h36m_p1", help="dataset name (names the files) (default: %(default)s)")
     parser.add_argument("--img_number", "--img-number", dest="img_number", type=int, default=0,
                         help="row of the annotation file (default: %(default)s)")
     parser.add_argument("--annotations", required=True, help="annotation .npz (meshconf annotate)")
@@ -58,6 +58,8 @@ class ArrayRow:
     se: np.ndarray  # (14,)
     conf: np.ndarray  # (14,)
     matched_by: str  # "manifest" or "position"
+    occluded_joint: int = -1  # occluded arrays (`extract --occlude`): the J14 joint this row's crop had covered
+    occ_size: int = 0
 
 
 def find_row(arrays_dir: str, name: str, imgname: str, center, index: int, rows_expected: int,
@@ -99,8 +101,13 @@ def find_row(arrays_dir: str, name: str, imgname: str, center, index: int, rows_
     else:
         raise MeshconfError(f"no {manifest_path}: rows cannot be matched to images. Use arrays from `meshconf "
                             "extract`, or --by-position if you know they follow the annotation file's order")
-    return ArrayRow(row, data["sp_op"][row].astype(np.float64), data["sp_gt"][row].astype(np.float64),
-                    data["conf"][row].astype(np.float64), how)
+    found = ArrayRow(row, data["sp_op"][row].astype(np.float64), data["sp_gt"][row].astype(np.float64),
+                     data["conf"][row].astype(np.float64), how)
+    occluded_path = os.path.join(arrays_dir, f"{name}_occluded_joint.npy")
+    if manifest is not None and manifest.get("occluded") and os.path.isfile(occluded_path):
+        found.occluded_joint = int(np.load(occluded_path, allow_pickle=False)[row])
+        found.occ_size = int(manifest.get("occ_size", 40))
+    return found
 
 
 @dataclass
@@ -178,8 +185,16 @@ def run(args) -> int:
     models = load_models(parts, estimator=args.estimator, **model_choice(args))
     smpl, segmentation, estimator = models.smpl, models.segmentation, models.estimator
     crop = data[n]["crop"]
+    network_input = crop
+    if found.occluded_joint >= 0:  # the arrays were made with this joint covered: run and show the same crop
+        from ..occlusion import NAMED_FILLS, joint_window
+
+        y0, x0, y1, x1 = joint_window(data[n]["joints2d"][found.occluded_joint], found.occ_size)
+        network_input = crop.astype(np.float32)  # as `extract` filled it (the exact grey, not rounded)
+        network_input[y0:y1, x0:x1] = np.asarray(NAMED_FILLS["mean"], dtype=np.float32)
+        crop = np.round(network_input).astype(np.uint8)
     with torch.inference_mode():
-        rotmat, betas, camera = models.spin(geometry.normalize_crop(crop[None], models.device))
+        rotmat, betas, camera = models.spin(geometry.normalize_crop(network_input[None], models.device))
         vertices = smpl(rotmat, betas).vertices[0].double().cpu().numpy()
     cam_t = geometry.camera_translation(camera)[0].double().cpu().numpy()
     prediction = estimator.predict(found.ed[None], found.conf[None])
@@ -222,7 +237,9 @@ def run(args) -> int:
               "worst_joint_ground_truth": C.J14_NAMES[int(np.nanargmax(found.se))] if np.isfinite(found.se).any()
               else None,
               "estimated_error_px": None if prediction.joint_error is None else (prediction.joint_error[0] * PX).tolist(),
-              "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
+              "occluded_joint": C.J14_NAMES[found.occluded_joint] if found.occluded_joint >= 0 else None,
+              "estimator": args.estimator, "renderer": render.resolve_backend(args.renderer),
+              "device": str(models.device), "precision": models.precision,
               "tf32": models.tf32}
     write_json(f"{stem}_report.json", report)
     print(f"{args.dataset} image {n} ({a.imgname[n]}, array row {found.row} by {found.matched_by}): "

@@ -15,9 +15,11 @@ def add_common(p, batch_help: str, batch_default: int) -> None:
     p.add_argument("--model", choices=("spin", "openpose", "both"), default="both",
                    help="which network to analyse (default: %(default)s)")
     p.add_argument("--occ-size", type=int, default=40, help="occluder side in crop px (default: %(default)s)")
-    p.add_argument("--fill", default="mean", help="black, white, mean (ImageNet grey, the original's 0) or R,G,B")
+    p.add_argument("--fill", default="mean", help="black, white, mean (ImageNet grey, the original's 0) or R,G,B "
+                   "(default: %(default)s)")
     p.add_argument("--pixel-normalised", type=float, help="the original's --pixel value (normalised space); "
                    "overrides --fill")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_model_options(p, batch_default, batch_help)
 
 

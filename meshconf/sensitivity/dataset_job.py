@@ -117,7 +117,7 @@ def run_dataset(args) -> int:
                         "models": models.settings(_model_files(model, args, models))})
             start = time.perf_counter()
             finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", collate,
-                                   rows=mine, progress=rank == 0, workers=args.workers)
+                                   rows=mine, progress=rank == 0 and not args.no_progress, workers=args.workers)
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
                 raise MeshconfError("the analysis stopped before every row was done; run the same command to "

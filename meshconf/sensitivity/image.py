@@ -75,11 +75,18 @@ def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray) ->
     return joints[:, list(C.H36M_TO_J14)].double().cpu().numpy()
 
 
+def _batches(n: int, batch_size: int, desc: str, progress: bool):
+    from tqdm import tqdm
+
+    starts = range(0, n, batch_size)
+    return tqdm(starts, desc=desc, unit="batch", disable=None if progress else True, leave=False)
+
+
 def spin_sensitivity(spin, smpl, regressor_h36m, crop_rgb, grid: Grid, fill, batch_size: int = 16,
-                     gt_j14_m: np.ndarray | None = None) -> GridResult:
+                     gt_j14_m: np.ndarray | None = None, progress: bool = False) -> GridResult:
     crops = occluded_copies(crop_rgb, grid.windows, fill)
     pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, crops[s:s + batch_size])
-                           for s in range(0, len(crops), batch_size)])
+                           for s in _batches(len(crops), batch_size, "SPIN windows", progress)])
     if gt_j14_m is None:
         reference = spin_j14(spin, smpl, regressor_h36m, np.asarray(crop_rgb, dtype=np.float32)[None])[0]
         source = "unoccluded prediction"
@@ -105,7 +112,7 @@ def op_points(candidate, subset, reference_px) -> tuple[np.ndarray, bool]:
 
 
 def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
-                         gt_j14_px: np.ndarray | None = None) -> GridResult:
+                         gt_j14_px: np.ndarray | None = None, progress: bool = False) -> GridResult:
     from ..openpose import detect_batch, people
 
     crops = occluded_copies(crop_rgb, grid.windows, fill)
@@ -125,7 +132,10 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
     selector = np.where(np.isnan(reference), C.IMG_RES / 2, reference)
     errors = np.full((len(bgr), C.NUM_J14), np.nan)
     detected = np.zeros((len(bgr), C.NUM_J14), dtype=bool)
-    for k, (candidate, subset) in enumerate(detect_batch(body, bgr, batch_size=batch_size)):
+    detections = []
+    for s in _batches(len(bgr), batch_size, "OpenPose windows", progress):
+        detections += detect_batch(body, bgr[s:s + batch_size], batch_size=batch_size)
+    for k, (candidate, subset) in enumerate(detections):
         points, _ = op_points(candidate, subset, selector)
         detected[k] = np.isfinite(points[:, 0])
         errors[k] = np.linalg.norm(points - reference, axis=1)

@@ -43,6 +43,8 @@ def add_arguments(parser) -> None:
     p.add_argument("--annotations", help="instead of IMAGE: an annotation .npz (meshconf annotate), so errors are "
                    "measured against its ground truth")
     p.add_argument("--images", help="with --annotations: the image root")
+    p.add_argument("--dataset", help="the original's --dataset: names the dataset of --annotations (3dpw, 3doh, "
+                   "h36m_p1); the annotation file itself comes from `meshconf annotate`")
     p.add_argument("--img-number", "--img_number", dest="img_number", type=int, default=0,
                    help="with --annotations: the row (default: %(default)s)")
     p.add_argument("--stride", type=int, default=20, help="occluder step in crop px (default: %(default)s)")
@@ -68,6 +70,9 @@ def run_image(args) -> int:
     grid = Grid(224, args.occ_size, args.stride)
     fill = parse_fill(args.fill, args.pixel_normalised)
     data, gt_px, source = None, None, args.image
+    if args.dataset and not args.annotations:
+        raise MeshconfError(f"--dataset {args.dataset} needs its annotation file and images: add --annotations A.npz "
+                            f"--images ROOT (write A.npz with `meshconf annotate {args.dataset.split('_')[0]}`)")
     if args.annotations:
         from ..dataset import AnnotatedCrops
         if args.image or args.bbox or not args.images:
@@ -103,10 +108,11 @@ def run_image(args) -> int:
                 gt_m = None if truth is None else truth[0]
             start = time.perf_counter()
             result = spin_sensitivity(models.spin, models.smpl, models.regressor_h36m, crop, grid, fill,
-                                      args.batch_size, gt_j14_m=gt_m)
+                                      args.batch_size, gt_j14_m=gt_m, progress=not args.no_progress)
         else:
             start = time.perf_counter()
-            result = openpose_sensitivity(models.body, crop, grid, fill, args.batch_size, gt_j14_px=gt_px)
+            result = openpose_sensitivity(models.body, crop, grid, fill, args.batch_size, gt_j14_px=gt_px,
+                                          progress=not args.no_progress)
         synchronize(models.device)
         seconds = time.perf_counter() - start  # analysis only, models loaded
         arrays = {"windows": grid.windows, "errors": result.errors, "heatmap": result.heatmap,

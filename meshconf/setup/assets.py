@@ -55,8 +55,9 @@ def _smpl(gender: str, kind: str, required: bool) -> Asset:
 ASSETS: tuple[Asset, ...] = (
     Asset("spin_checkpoint", "model_checkpoint.pt", "SPIN regressor weights (108 MB)",
           url="http://visiondata.cis.upenn.edu/spin/model_checkpoint.pt", max_bytes=400 << 20),
-    Asset("smpl_mean_params", "smpl_mean_params.npz", "SPIN mean pose/shape/camera",
-          url=SPIN_DATA_ARCHIVE, archive_member="smpl_mean_params.npz"),
+    Asset("smpl_mean_params", "smpl_mean_params.npz", "SPIN mean pose/shape/camera (the checkpoint holds the same "
+          "values; used by the tests and benchmarks)", url=SPIN_DATA_ARCHIVE, archive_member="smpl_mean_params.npz",
+          required=False),
     Asset("J_regressor_extra", "J_regressor_extra.npy", "SPIN's 9 extra joint regressors",
           url=SPIN_DATA_ARCHIVE, archive_member="J_regressor_extra.npy"),
     Asset("J_regressor_h36m", "J_regressor_h36m.npy", "Human3.6M joint regressor (sensitivity analysis)",
