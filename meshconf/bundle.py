@@ -87,11 +87,12 @@ def needed_assets(parts, checkpoint=None) -> list[str]:
     return [n for n in names if not (checkpoint and n == "spin_checkpoint")]
 
 
-def require_files(parts, data_dir=None, checkpoint=None) -> dict[str, str]:
-    """Paths of what `parts` need, or one message naming every missing file (cheap: nothing is loaded)."""
+def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False) -> dict[str, str]:
+    """Paths of what `parts` need. Missing public files are fetched first (unless `offline`); what is still
+    missing ends in one line per file (nothing is loaded here)."""
     from .errors import MeshconfError
 
-    paths = assets.require_all(needed_assets(parts, checkpoint), data_dir)
+    paths = assets.ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline)
     if checkpoint:
         if not os.path.isfile(checkpoint):
             raise MeshconfError(f"--checkpoint {checkpoint}: no such file")
@@ -101,7 +102,7 @@ def require_files(parts, data_dir=None, checkpoint=None) -> dict[str, str]:
 
 def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str = "default", device="auto",
                 precision: str = "float32", tf32: bool = False, fixed_shapes: bool = False, threads: int | None = None,
-                openpose_precision: str | None = None) -> Models:
+                openpose_precision: str | None = None, offline: bool = False) -> Models:
     """Load `parts` (a subset of `PARTS`) for one device and precision. `openpose_precision` overrides the
     precision for OpenPose alone (the former demo option)."""
     import numpy as np
@@ -114,7 +115,7 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
     unknown = parts - set(PARTS)
     if unknown:
         raise ValueError(f"unknown model parts {sorted(unknown)}; known: {PARTS}")
-    paths = require_files(parts, data_dir, checkpoint)
+    paths = require_files(parts, data_dir, checkpoint, offline)
     device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
     configure_torch(device, tf32=tf32, fixed_shapes=fixed_shapes, threads=threads)
     models = Models(paths=paths, device=device, precision=precision, tf32=tf32, data_dir=data_dir,

@@ -1,7 +1,9 @@
 """`meshconf <job> ...`: one entry point for every job; `python -m meshconf.<job>` runs the same code.
 
 Each job module provides `add_arguments(parser)` and `run(args) -> int`. User errors (`MeshconfError`) are printed
-as one line and exit with status 2; nothing a user can cause ends in a traceback.
+as one line and exit with status 2; missing model files as one line each, with status 1; nothing a user can cause
+ends in a traceback. Exit status: 0 done, 1 model files missing (or, for `demo`, an input failed), 2 bad arguments
+or input files, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ def _call(job: str, module, args) -> int:
     try:
         return int(module.run(args) or 0)
     except MeshconfError as exc:
-        print(f"meshconf {job}: error: {exc}", file=sys.stderr)
-        return 2
+        for line in str(exc).splitlines() or [""]:
+            print(f"meshconf {job}: error: {line}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
     except KeyboardInterrupt:
         print(f"meshconf {job}: interrupted (finished work was kept; run again to resume)", file=sys.stderr)
         return 130

@@ -11,3 +11,14 @@ class MeshconfError(Exception):
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
+
+
+class MissingFiles(MeshconfError):
+    """Model files are missing (and could not be fetched): exit status 1, as `meshconf doctor` uses, with one line
+    per missing file."""
+
+    exit_code = 1
+
+    def __init__(self, lines: list[str]):
+        self.lines = [" ".join(str(line).split()) for line in lines]
+        Exception.__init__(self, "\n".join(self.lines))

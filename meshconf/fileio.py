@@ -181,7 +181,11 @@ def staging_folder(final: str) -> str:
     """A fresh empty folder beside `final` to write a result set into, before `commit_folder` swaps it in."""
     parent = os.path.dirname(os.path.abspath(final)) or "."
     os.makedirs(parent, exist_ok=True)
-    return tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.tmp-")
+    folder = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.tmp-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes 0700; the result folder gets the permissions mkdir would give
+    return folder
 
 
 def commit_folder(staging: str, final: str) -> None:

@@ -20,6 +20,8 @@ def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops 
     group.add_argument("--tf32", action="store_true",
                        help="allow TF32 on CUDA (faster, leaves the goldens' tolerances; recorded in reports)")
     group.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
+    group.add_argument("--offline", action="store_true",
+                       help="do not download missing public model files (also: MESHCONF_OFFLINE=1)")
     group.add_argument("--batch-size", type=int, default=batch_default,
                        help=f"{batch_help} (default: %(default)s)")
 
@@ -35,4 +37,4 @@ def check_model_options(args) -> None:
 def model_choice(args) -> dict:
     """The keyword arguments of `bundle.load_models` / `MeshConfidence` that these options set."""
     return {"data_dir": args.data_dir, "checkpoint": args.checkpoint, "device": args.device,
-            "precision": args.precision, "tf32": args.tf32, "threads": args.threads}
+            "precision": args.precision, "tf32": args.tf32, "threads": args.threads, "offline": args.offline}

@@ -84,13 +84,47 @@ def test_demo_video(tmp_path, demo_data_dir, shared):
     _check_person(tmp_path / "v" / "frame_000002" / "person0")
 
 
-def test_missing_model_files_are_named_in_one_message(tmp_path, capsys, shared):
+def test_missing_model_files_are_named_one_line_each(tmp_path, capsys, shared):
+    """Offline (or without network): exit 1, as doctor, with one line per missing file and its next step."""
     image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
-    assert _run([str(image), "--data-dir", str(tmp_path)]) == 2
+    assert _run([str(image), "--data-dir", str(tmp_path), "--offline"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1
-    for name in ("model_checkpoint.pt", "body_pose_model.pth", "SMPL_NEUTRAL.pkl", "meshconf fetch"):
-        assert name in err[0]
+    assert len(err) == 5 and all(line.startswith("meshconf demo: error: missing ") for line in err)
+    for name, step in (("model_checkpoint.pt", "meshconf fetch"), ("body_pose_model.pth", "meshconf fetch"),
+                       ("SMPL_NEUTRAL.pkl", "register at")):
+        assert any(name in line and step in line for line in err), name
+
+
+def test_first_run_fetches_public_files_from_a_mirror(tmp_path, capsys, shared, monkeypatch):
+    """With network (a local mirror here), the public files come by themselves; SMPL then stops the run with
+    the registration message and the command to continue."""
+    import http.server
+    import threading
+
+    from meshconf.setup import assets as A
+
+    served = shared / "data" / "meshcapade"
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(served), **k)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv(A.ENV_MIRROR, f"http://127.0.0.1:{httpd.server_address[1]}")
+        with pytest.raises(MeshconfError) as info:
+            A.ensure(["part_segmentation", "smpl_neutral"], tmp_path, progress=False)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert (tmp_path / "smpl_vert_segmentation.json").read_bytes() == (served / "smpl_vert_segmentation.json") \
+        .read_bytes()
+    assert info.value.exit_code == 1 and "register at" in str(info.value) and "run the same command" in str(info.value)
+    assert "fetching 1 missing public model file" in capsys.readouterr().out
 
 
 def test_image_inputs_are_normalised_or_refused(tmp_path):

@@ -28,9 +28,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--replace-shipped", action="store_true",
+                        help="allow --out to be the package's shipped weights folder (maintainers)")
 
 
 def run(args) -> int:
+    shipped = os.path.realpath(os.path.join(os.path.dirname(__file__), "weights"))
+    if os.path.realpath(args.out) == shipped and not args.replace_shipped:
+        raise MeshconfError(f"--out {args.out} is the installed package's own weights folder; train into a new "
+                            f"folder and pass --estimator <file>, or add --replace-shipped to overwrite them")
     if args.threads is not None:
         if args.threads < 1:
             raise MeshconfError(f"--threads must be at least 1, got {args.threads}")

@@ -4,6 +4,7 @@ Per input: person boxes (automatic from OpenPose on the full image; `--cropped` 
 input; `--bbox X Y W H`), then per person SPIN + SMPL, OpenPose on the crop, the spine-aligned ED and the shipped
 estimator, and the pictures and numbers below, in a folder per input:
 
+    index.html                                   the results page: overview, one card per person, 3D view
     overview.png, report.json                    the whole image with one box per person, coloured by P(accurate)
     person<k>/crop.png                           the 224x224 crop
     person<k>/mc.png                             mesh-classifier render (green = accurate, red = inaccurate)
@@ -29,6 +30,7 @@ from .. import constants as C
 from ..errors import MeshconfError
 from ..options import add_model_options, check_model_options, model_choice
 from ..fileio import atomic_path, commit_folder, staging_folder, write_json
+from ..pages import write_demo_page, write_video_page
 from ..imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
 
 EXAMPLE = "astronaut.jpg"
@@ -202,6 +204,7 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
             report["message"] = "no person found"
         write_image(os.path.join(folder, "overview.png"), figures.overview(image, result.boxes, result.analyses))
         write_json(os.path.join(folder, "report.json"), report)
+        write_demo_page(folder, report)
         commit_folder(folder, final)
         reports.append(report)
         if on_image is not None:
@@ -269,6 +272,7 @@ def run_video(path: str, folder: str, models, args) -> dict:
               "annotated_video": "annotated.mp4", "frame_reports": [f"frame_{i * args.every:06d}/report.json"
                                                               for i in range(len(frames))]}
     write_json(os.path.join(folder, "report.json"), report)
+    write_video_page(folder, report)
     return report
 
 
@@ -329,8 +333,8 @@ def run(args) -> int:
         check_replaceable(folder)
     # One message naming every missing file, before any waiting; the weights themselves load when the first
     # image is in memory (a big photo's decoding briefly needs twice its size: not on top of the models).
-    assets.require_all([n for n in assets.DEMO_ASSETS if not (args.checkpoint and n == "spin_checkpoint")],
-                       args.data_dir)
+    assets.ensure([n for n in assets.DEMO_ASSETS if not (args.checkpoint and n == "spin_checkpoint")],
+                  args.data_dir, offline_flag=args.offline, progress=not args.no_progress)
     if args.checkpoint and not os.path.isfile(args.checkpoint):
         raise MeshconfError(f"--checkpoint {args.checkpoint}: no such file")
     loaded_models = []

@@ -181,7 +181,7 @@ def run(args) -> int:
     a = data.annotations
     found = find_row(args.arrays, name, a.imgname[n], a.center[n], n, len(data), args.by_position)
     parts = {"spin", "smpl", "estimator", "segmentation"}
-    require_files(parts, args.data_dir, args.checkpoint)
+    require_files(parts, args.data_dir, args.checkpoint, args.offline)
     models = load_models(parts, estimator=args.estimator, **model_choice(args))
     smpl, segmentation, estimator = models.smpl, models.segmentation, models.estimator
     crop = data[n]["crop"]

@@ -97,7 +97,7 @@ def run_dataset(args) -> int:
     if not rows:
         raise MeshconfError(f"{args.annotations} has no rows")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    require_files(parts(todo), args.data_dir, args.checkpoint)  # every missing file in one message, first
+    require_files(parts(todo), args.data_dir, args.checkpoint, args.offline)  # missing files fetched or named first
     os.makedirs(args.out, exist_ok=True)
     rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
     models = load(todo, args, fixed_shapes=True)  # device "auto": this rank's own GPU

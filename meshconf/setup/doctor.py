@@ -13,6 +13,9 @@ from .validate import check_asset
 def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", help=f"data folder (default: ${A.ENV_DATA} or {A.default_data_dir()})")
     parser.add_argument("--quick", action="store_true", help="only check that files exist, do not load them")
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object on stdout (for scripts); exit 0 ready, 1 a required file missing or "
+                             "broken, 2 bad arguments")
 
 
 def diagnose(root, quick=False) -> list[tuple[A.Asset, str, str]]:
@@ -38,11 +41,20 @@ def run(args) -> int:
                                                  else "default cache")
     print(f"data folder: {root} ({source})")
     rows = diagnose(root, args.quick)
+    problems = [a for a, status, _ in rows if status != "ok" and a.required]
+    if args.json:
+        from ..fileio import json_bytes
+
+        sys.stdout.write(json_bytes({
+            "data_dir": root, "source": source, "ready": not problems,
+            "files": [{"name": a.name, "file": a.relpath, "status": status, "required": a.required,
+                       "downloadable": a.downloadable, ("path" if status == "ok" else "next_step"): detail}
+                      for a, status, detail in rows]}).decode())
+        return 0 if not problems else 1
     width = max(len(a.relpath) for a, _, _ in rows)
     for a, status, detail in rows:
         need = "" if a.required else " (optional)"
         print(f"  {status:8s} {a.relpath:{width}s}  {detail}{need if status != 'ok' else ''}")
-    problems = [a for a, status, _ in rows if status != "ok" and a.required]
     print("ready for the demo" if not problems else
           f"{len(problems)} required file(s) missing or broken: {', '.join(a.relpath for a in problems)}")
     return 0 if not problems else 1
