@@ -120,11 +120,12 @@ def write_video_page(folder: str, report: dict) -> str:
     return path
 
 
-def gallery(folder: str, title: str, figures: list[tuple[str, str]], note: str = "") -> str:
+def gallery(folder: str, title: str, figures: list[tuple[str, str]], note: str = "",
+            name: str = "index.html") -> str:
     """A page of a job's figures: (file name in `folder`, caption) each; missing files are left out."""
     items = "".join(f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}' style='max-width:100%'>"
                     f"<figcaption class='note'>{html.escape(caption)}</figcaption></figure>"
                     for name, caption in figures if os.path.isfile(os.path.join(folder, name)))
-    path = os.path.join(folder, "index.html")
+    path = os.path.join(folder, name)
     write_atomic(path, _page(title, (f"<p class='note'>{html.escape(note)}</p>" if note else "") + items))
     return path

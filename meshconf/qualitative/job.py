@@ -242,6 +242,14 @@ def run(args) -> int:
               "device": str(models.device), "precision": models.precision,
               "tf32": models.tf32}
     write_json(f"{stem}_report.json", report)
+    from ..pages import gallery
+
+    base = os.path.basename(stem)
+    gallery(args.out, f"meshconf qualitative: {args.dataset} image {n}",
+            [(f"{base}_panel.png", "panel: predicted and ground-truth confidence, per-joint numbers")] +
+            [(f"{base}_{key}.png", key.replace("_", " ")) for key in pictures],
+            note=f"{a.imgname[n]}; P(accurate) {report['p_accurate']:.2f}; report: {base}_report.json",
+            name=f"{base}.html")
     print(f"{args.dataset} image {n} ({a.imgname[n]}, array row {found.row} by {found.matched_by}): "
           f"P(accurate) {report['p_accurate']:.2f}, ground truth {'accurate' if accurate_gt else 'inaccurate'}; "
           f"worst joint predicted {report['worst_joint_predicted']}, true {report['worst_joint_ground_truth']} "

@@ -137,6 +137,15 @@ def run_dataset(args) -> int:
         print(f"{model}: {len(rows)} images x 15 variants ({seconds:.1f} s this run); largest increase when "
               f"{worst.joint} is occluded: {worst.unoccluded:.1f} -> {worst.mean_error:.1f} {unit} -> "
               f"{args.out}/{model}_summary.*")
+    if rank == 0:
+        from ..pages import gallery
+
+        gallery(args.out, "meshconf sensitivity: each joint occluded over a dataset",
+                [("examples.png", "where the occluders land on the first image")] +
+                [(f"{m}_{kind}.png", f"{m}: {label}") for m in todo for kind, label in
+                 (("summary", "error increase per occluded joint, and the occluded x measured matrix"),
+                  ("template", "the template body painted by the mean error"))],
+                note=f"{args.annotations}: {len(rows)} images")
     return 0
 
 

@@ -128,6 +128,12 @@ def run_image(args) -> int:
         summary = f"mean {finite.min():.1f}-{finite.max():.1f} {result.unit}" if finite.size else "nothing detected"
         print(f"{model}: {len(grid.windows)} windows in {seconds:.1f} s ({1e3 * seconds / len(grid.windows):.0f} ms "
               f"per window), {summary}, reference: {result.reference} -> {args.out}/{model}_*.png")
+    from ..pages import gallery
+
+    gallery(args.out, "meshconf sensitivity: sliding occluder", [("crop.png", "the crop")] +
+            [(f"{m}_{kind}.png", f"{m}: {label}") for m in todo for kind, label in
+             (("mean", "mean change per occluder position (worst window in red)"),
+              ("joints", "change per joint and occluder position"))], note=str(source))
     if not todo:
         raise MeshconfError("nothing to do")
     return 0

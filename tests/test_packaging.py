@@ -1,0 +1,34 @@
+"""The install story: the README's first command is the Dockerfile's install step, and requirements.txt carries
+exactly pyproject.toml's pins. (`docker build` itself cannot run here.)"""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import tomllib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+INSTALL = 'python3 -m venv .venv && .venv/bin/python -m pip install -e ".[render]"'
+
+
+def test_readme_first_command_installs_and_runs_the_demo():
+    readme = (REPO / "README.md").read_text()
+    first = re.search(r"```sh\n(.*?)\n```", readme, re.S).group(1).strip()
+    assert first == INSTALL + " && .venv/bin/meshconf demo"
+
+
+def test_dockerfile_installs_as_the_readme_does():
+    docker = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM nvidia/cuda:\S+-runtime-", docker, re.M)
+    runs = [line[4:].strip() for line in docker.splitlines() if line.startswith("RUN ")]
+    assert INSTALL in runs
+    assert 'ENTRYPOINT ["meshconf"]' in docker and "VOLUME /data" in docker and "MESHCONF_DATA=/data" in docker
+
+
+def test_requirements_match_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = {d.split("#")[0].strip() for d in project["dependencies"] + project["optional-dependencies"]["render"]}
+    lines = {line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")}
+    assert lines == wanted
+    assert all("==" in line for line in lines)  # pinned, as the goldens need
