@@ -92,7 +92,9 @@ def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False) 
     missing ends in one line per file (nothing is loaded here)."""
     from .errors import MeshconfError
 
-    paths = assets.ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline)
+    from .setup.fetching import ensure
+
+    paths = ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline)
     if checkpoint:
         if not os.path.isfile(checkpoint):
             raise MeshconfError(f"--checkpoint {checkpoint}: no such file")

@@ -12,7 +12,7 @@ from meshconf.setup import assets as A
 from meshconf.cli import main as cli_main
 from meshconf.setup.download import download
 from meshconf.errors import MeshconfError
-from meshconf.setup.fetch import fetch_assets
+from meshconf.setup.fetching import fetch_assets
 
 
 class _Server:

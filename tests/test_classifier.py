@@ -28,6 +28,29 @@ def _synthetic_set(n=600, seed=0, name="syn"):
     return D.EDSet(name, ed, conf, se)
 
 
+def test_leak_free_split_pairs_clean_and_occluded_and_purges_neighbours(tmp_path):
+    clean, occluded, other = _synthetic_set(3000, 0, "x_train"), _synthetic_set(3000, 1, "x_occ_train"), \
+        _synthetic_set(1000, 2, "y_train")
+    prep = D.prepare([clean, occluded, other], seed=0, block=200, purge=20)
+    rows = {n: (np.sort(prep.train.rows[prep.train.source == n]), np.sort(prep.val.rows[prep.val.source == n]))
+            for n in ("x_train", "x_occ_train", "y_train")}
+    # the clean and occluded copy of a frame are always on the same side
+    np.testing.assert_array_equal(rows["x_train"][1], rows["x_occ_train"][1])
+    np.testing.assert_array_equal(rows["x_train"][0], rows["x_occ_train"][0])
+    for name, (train, val) in rows.items():
+        assert len(np.intersect1d(train, val)) == 0
+        gaps = np.abs(train[:, None] - val[None, :]).min(1)
+        assert gaps.min() > 20, name  # no train frame within the purge gap of a validation frame
+        n = 1000 if name == "y_train" else 3000
+        assert sum(min(200, n - b * 200) for b in np.unique(val // 200)) == len(val)  # whole blocks only
+    assert prep.counts["x_train"]["purged"] > 0 and prep.counts["x_train"]["split_shared_with"] == [
+        "x_occ_train", "x_train"]
+    D.save_prepared(prep, tmp_path)
+    meta = json.loads((tmp_path / "prepared.json").read_text())
+    assert meta["split"]["block"] == 200 and meta["split"]["purge"] == 20
+    assert D.load_prepared(tmp_path).split["purge"] == 20
+
+
 def test_labels_and_original_filter():
     se = np.array([[0.05] * 14, [0.05] * 13 + [0.2], [2.0] + [0.0] * 13])
     conf = np.ones((3, 14))
@@ -205,3 +228,49 @@ def test_evaluate_reproduces_readme_numbers(shared, tmp_path, capsys):
             assert round(got[key] * scale, 1 if scale == 100 else 3) == pytest.approx(value), (model, set_name, key)
     assert (tmp_path / "reliability.png").stat().st_size > 10_000
     assert "estimator: default" in capsys.readouterr().out
+
+
+def test_conformal_bounds_and_operating_points(tmp_path):
+    from meshconf.classifier import metrics as M
+    from meshconf.classifier.models import load_file
+
+    every = _synthetic_set(4500, 0, "a")
+    prep = D.prepare([every.subset(np.arange(1500))], seed=0, block=100, purge=5)
+    network, _ = train_meshconfnet(prep, seed=0, members=1, epochs=2, progress=False)
+    cal = prep.sane("val")
+    network.calibrate(cal.ed, cal.conf, cal.se, coverage=0.9)
+    assert network.bound_coverage == 0.9 and len(network.metadata["bounds"]["log_quantile"]) == 14
+    pred = network.predict(cal.ed, cal.conf)
+    assert pred.joint_error_bound.shape == (len(cal), 14) and (pred.joint_error_bound >= pred.joint_error).mean() > 0.5
+    # split-conformal: at least the target coverage on the calibration rows themselves, per joint
+    covered = (cal.se <= pred.joint_error_bound + 1e-12).mean(0)
+    assert (covered >= 0.9).all(), covered
+    fresh = every.subset(np.arange(1500, 4500))  # new rows from the same distribution: coverage near the target
+    cover = M.bound_report(network.predict(fresh.ed, fresh.conf).joint_error_bound, fresh.se)["coverage"]
+    assert 0.85 < cover < 0.96, cover
+    for precision, threshold in network.operating_points:
+        accepted = pred.p_accurate >= threshold
+        assert cal.label_m[accepted].mean() >= precision - 1e-9
+    if network.operating_points:
+        p0, t0 = network.operating_points[0]
+        assert network.threshold_for(p0) == t0
+    with pytest.raises(MeshconfError, match="no operating point"):
+        network.threshold_for(0.9999)
+    network.save(tmp_path / "e.safetensors")
+    back = load_file(tmp_path / "e.safetensors")
+    np.testing.assert_allclose(back.predict(cal.ed, cal.conf).joint_error_bound, pred.joint_error_bound, atol=1e-6)
+    assert back.operating_points == network.operating_points
+    result = M.evaluate(pred, cal, network.operating_points)
+    assert 0 <= result["aurc"] <= 1 and result["bounds"]["coverage"] >= 0.9
+
+
+def test_operating_points_by_hand():
+    from meshconf.classifier import metrics as M
+
+    p = np.linspace(1, 0, 100)
+    label = (np.arange(100) < 60).astype(int)  # the 60 most confident are accurate
+    label[[5, 10]] = 0
+    points = dict(M.operating_points(p, label, (0.9, 0.95)))
+    assert points[0.95] == pytest.approx(p[60]) and points[0.9] == pytest.approx(p[63])  # 58/61, 58/64
+    _, risk, aurc = M.risk_coverage(p, label)
+    assert risk[0] == 0 and aurc > 0

@@ -102,6 +102,7 @@ def test_first_run_fetches_public_files_from_a_mirror(tmp_path, capsys, shared, 
     import threading
 
     from meshconf.setup import assets as A
+    from meshconf.setup.fetching import ensure
 
     served = shared / "data" / "meshcapade"
 
@@ -117,7 +118,7 @@ def test_first_run_fetches_public_files_from_a_mirror(tmp_path, capsys, shared, 
     try:
         monkeypatch.setenv(A.ENV_MIRROR, f"http://127.0.0.1:{httpd.server_address[1]}")
         with pytest.raises(MeshconfError) as info:
-            A.ensure(["part_segmentation", "smpl_neutral"], tmp_path, progress=False)
+            ensure(["part_segmentation", "smpl_neutral"], tmp_path, progress=False)
     finally:
         httpd.shutdown()
         httpd.server_close()

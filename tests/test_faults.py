@@ -384,7 +384,7 @@ def test_416_on_a_short_part_starts_over(tmp_path, hostile):
 
 def test_fetch_checks_before_the_final_name_and_rechecks_what_it_finds(tmp_path, hostile, shared):
     from meshconf.setup import assets as A
-    from meshconf.setup.fetch import fetch_assets
+    from meshconf.setup.fetching import fetch_assets
 
     good = (shared / "data" / "spin" / "J_regressor_extra.npy").read_bytes()
     served = {"body": b"not an npy file at all"}
@@ -409,7 +409,7 @@ def test_truncated_archive_is_fetched_again(tmp_path, hostile, shared):
     import tarfile
 
     from meshconf.setup import assets as A
-    from meshconf.setup.fetch import fetch_assets
+    from meshconf.setup.fetching import fetch_assets
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

@@ -129,7 +129,7 @@ def test_img_flag_means_a_crop_as_in_the_original(monkeypatch, tmp_path):
     def fake_require(*a, **k):
         raise MeshconfError("stop here")
 
-    monkeypatch.setattr("meshconf.setup.assets.ensure", fake_require)
+    monkeypatch.setattr("meshconf.setup.fetching.ensure", fake_require)
     parser = argparse.ArgumentParser()
     job.add_arguments(parser)
     args = parser.parse_args(["--img", "x.png"])

@@ -133,6 +133,7 @@ class Prepared:
     val: EDSet
     seed: int
     counts: dict
+    split: dict = field(default_factory=dict)
 
     def original(self, part: str) -> EDSet:
         """The rows the original recipe trains on (its filters applied)."""
@@ -171,23 +172,51 @@ def split_rows(n: int, rng, val_fraction: float, block: int) -> tuple[np.ndarray
     return train, val
 
 
-def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: int = 1) -> Prepared:
-    """Split each source 80/20 with a seeded generator (the original: unseeded), concatenate, shuffle."""
+def purge_rows(train: np.ndarray, val: np.ndarray, purge: int) -> np.ndarray:
+    """Train rows farther than `purge` rows from every validation row: neighbouring video frames are near copies,
+    so the frames next to a validation block must not train the model that block validates."""
+    if purge <= 0 or not len(val):
+        return train
+    near = np.zeros(int(max(train.max(initial=0), val.max()) + purge + 2), bool)
+    for offset in range(-purge, purge + 1):
+        shifted = val + offset
+        near[shifted[(shifted >= 0) & (shifted < len(near))]] = True
+    return train[~near[train]]
+
+
+def pair_key(name: str) -> str:
+    """Sources that are the same frames row for row (3dpw_train and 3dpw_occ_train) share one split."""
+    return name.replace("_occ", "")
+
+
+def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: int = 1,
+            purge: int = 0) -> Prepared:
+    """Split each source with a seeded generator (the original: unseeded, frame level), concatenate, shuffle.
+
+    `block` > 1 keeps contiguous runs of rows (video frames) together, `purge` drops train rows within that many
+    rows of a validation row, and sources that are the same frames (`pair_key`, equal length) share their split,
+    so the clean and the occluded copy of a frame are always on the same side: a leak-free validation split."""
     rng = np.random.default_rng(seed)
     train_parts, val_parts, counts = [], [], {}
+    shared: dict[tuple, tuple] = {}
     for s in sets:
-        train_idx, val_idx = split_rows(len(s), rng, val_fraction, block)
+        key = (pair_key(s.name), len(s))
+        if key not in shared:
+            train_idx, val_idx = split_rows(len(s), rng, val_fraction, block)
+            shared[key] = (purge_rows(train_idx, val_idx, purge), val_idx, len(train_idx))
+        train_idx, val_idx, before_purge = shared[key]
         n_val = len(val_idx)
         val_parts.append(s.subset(val_idx))
         train_parts.append(s.subset(train_idx))
         kept = original_filter(s)
         counts[s.name] = {"rows": len(s), "original_filter_kept": int(kept.sum()),
-                          "train": len(s) - n_val, "val": n_val}
+                          "train": len(train_idx), "val": n_val, "purged": before_purge - len(train_idx),
+                          "split_shared_with": sorted(o.name for o in sets if (pair_key(o.name), len(o)) == key)}
     train = concat(train_parts, "train")
     val = concat(val_parts, "val")
     train = train.subset(rng.permutation(len(train)), "train")
     val = val.subset(rng.permutation(len(val)), "val")
-    return Prepared(train, val, seed, counts)
+    return Prepared(train, val, seed, counts, {"block": block, "purge": purge, "val_fraction": val_fraction})
 
 
 def save_prepared(p: Prepared, out_dir) -> None:
@@ -206,7 +235,8 @@ def save_prepared(p: Prepared, out_dir) -> None:
                       lambda fh, t=table: np.savetxt(fh, t, delimiter=",", header=header, comments="", fmt=fmt))
     meta = {"seed": p.seed, "counts": p.counts, "ed_mean": p.ed_mean.tolist(), "ed_var": p.ed_var.tolist(),
             "original_filters": "conf[R hip], conf[L hip], conf[neck] >= 0.1 and every SE <= 1",
-            "split": "per source, 80/20, numpy default_rng(seed); `rows` index the source arrays, `source` names them"}
+            "split": {**p.split, "how": "per source (paired sources share it), numpy default_rng(seed); `rows` index "
+                      "the source arrays, `source` names them; val.npz holds the validation rows"}}
     write_json(os.path.join(out_dir, "prepared.json"), meta)
 
 
@@ -220,7 +250,8 @@ def load_prepared(folder) -> Prepared:
     for name in ("train", "val"):
         with np.load(os.path.join(folder, f"{name}.npz"), allow_pickle=False) as z:
             parts[name] = EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"])
-    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"])
+    split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
+    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"], split)
 
 
 def _atomic_write(path, writer) -> None:

@@ -17,7 +17,8 @@ COLUMNS = (("N", "n", "{:d}"), ("MC acc", "mc_accuracy", "{:.1%}"), ("AUROC", "m
            ("AUPRC(inacc)", "mc_auprc_inaccurate", "{:.3f}"), ("ECE", "mc_ece", "{:.3f}"),
            ("WJ top1", "wj_top1", "{:.1%}"), ("WJ top3", "wj_top3", "{:.1%}"),
            ("top1|inacc", "wj_top1_inaccurate", "{:.1%}"), ("top3|inacc", "wj_top3_inaccurate", "{:.1%}"),
-           ("r(err)", "joint_pearson_r_mean", "{:.3f}"))
+           ("r(err)", "joint_pearson_r_mean", "{:.3f}"), ("AURC", "aurc", "{:.3f}"),
+           ("bound cov", "bound_coverage", "{:.1%}"), ("bound px", "bound_px_median", "{:.1f}"))
 
 
 def add_arguments(parser) -> None:
@@ -67,7 +68,7 @@ def run(args) -> int:
             results[label] = {}
             for n, s in sets.items():  # one step per (estimator, set): the default estimator's trees take a while
                 bar.set_postfix_str(f"{label} on {n}")
-                results[label][n] = M.evaluate(estimator.predict(s.ed, s.conf), s)
+                results[label][n] = M.evaluate(estimator.predict(s.ed, s.conf), s, estimator.operating_points)
                 bar.update(1)
     train_names = args.train_sets if args.train_sets is not None else [s for s in D.find_sets(args.data)
                                                                        if "train" in s]
@@ -87,9 +88,16 @@ def run(args) -> int:
     summary = {"data": os.path.abspath(args.data), "sets": set_names, "estimators": results,
                "baselines": baseline_results, "baseline_training_sets": train_names}
     write_json(os.path.join(args.out, "results.json"), summary)
+    for label, rows in results.items():
+        for n, r in rows.items():
+            for point in r.get("operating_points", []):
+                print(f"{label} on {n}: accept P(accurate) >= {point['threshold']:.3f} (target precision "
+                      f"{point['target_precision']:.0%}): precision {point['precision'] or 0:.1%}, acceptance "
+                      f"{point['acceptance']:.1%}")
     plots.reliability(results, os.path.join(args.out, "reliability.png"))
+    plots.risk_coverage(results, os.path.join(args.out, "risk_coverage.png"))
     plots.joint_correlation(results, os.path.join(args.out, "joint_correlation.png"))
-    print(f"\nwrote {args.out}/results.json, reliability.png, joint_correlation.png")
+    print(f"\nwrote {args.out}/results.json, reliability.png, joint_correlation.png, risk_coverage.png")
     return 0
 
 

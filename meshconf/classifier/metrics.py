@@ -11,6 +11,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .. import constants as C
 from .data import EDSet, mesh_label, original_filter
+from .calibration import (acceptance_report, bound_report, conformal_log_quantiles,  # noqa: F401
+                          operating_points, risk_coverage)
 from .models import Prediction
 
 ECE_BINS = 10
@@ -43,8 +45,8 @@ def pearson_per_joint(pred_err: np.ndarray, se: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate(pred: Prediction, s: EDSet) -> dict:
-    """Every metric of one estimator on one set with ground truth."""
+def evaluate(pred: Prediction, s: EDSet, points=None) -> dict:
+    """Every metric of one estimator on one set with ground truth (`points`: the estimator's operating points)."""
     y = mesh_label(s.se)
     wj = s.label_wj
     p = pred.p_accurate
@@ -69,6 +71,15 @@ def evaluate(pred: Prediction, s: EDSet) -> dict:
     ece, conf, freq, count = expected_calibration_error(p, y)
     out.update(mc_ece=ece, reliability={"confidence": conf.tolist(), "frequency": freq.tolist(),
                                         "count": count.tolist()})
+    coverage, risk, aurc = risk_coverage(p, y)
+    step = max(1, len(coverage) // 200)
+    out.update(aurc=aurc, risk_coverage={"coverage": coverage[::step].tolist(), "risk": risk[::step].tolist()})
+    if points:
+        out["operating_points"] = acceptance_report(p, y, points)
+    if pred.joint_error_bound is not None:
+        out["bounds"] = bound_report(pred.joint_error_bound, s.se, C.NORM_UNIT_PX)
+        out["bound_coverage"] = out["bounds"]["coverage"]
+        out["bound_px_median"] = out["bounds"]["bound_px_median"]
     if pred.joint_error is not None:
         r = pearson_per_joint(pred.joint_error, s.se)
         out.update(joint_pearson_r=r.tolist(), joint_pearson_r_mean=float(np.nanmean(r)),
@@ -120,3 +131,4 @@ def baselines(s: EDSet, train: EDSet) -> dict[str, Prediction]:
     return {"majority class": majority_baseline(mesh_label(train.se[original_filter(train)]), len(s)),
             "max-ED threshold / ED argmax": max_ed_baseline(s),
             "per-joint line fit": line_baseline(s, theta)}
+

@@ -19,6 +19,7 @@ from .. import constants as C
 from ..errors import MeshconfError
 from ..fileio import atomic_path
 
+BOUND_EPS = 0.01  # normalised units (1.1 px): the log scale of the bounds starts near the label's resolution
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
 
 
@@ -114,6 +115,7 @@ class Prediction:
     p_accurate: np.ndarray  # (N,) probability that every joint is within 0.1 (11.2 px)
     worst_joint_prob: np.ndarray  # (N, 14) distribution of the worst joint
     joint_error: np.ndarray | None = None  # (N, 14) estimated SE, normalised units (x112 for pixels)
+    joint_error_bound: np.ndarray | None = None  # (N, 14) upper bound at `Estimator.bound_coverage`, same units
 
     @property
     def accurate(self) -> np.ndarray:
@@ -131,6 +133,46 @@ class Estimator:
     @property
     def predicts_joint_error(self) -> bool:
         return self.kind in ("meshconfnet", "meshconfstack")
+
+    # ------------------------------------------------------------------------------------------- calibration
+    @property
+    def bound_coverage(self) -> float | None:
+        """The coverage the per-joint bounds were calibrated for (0.9), None without bounds."""
+        bounds = self.metadata.get("bounds")
+        return None if not bounds else float(bounds["coverage"])
+
+    @property
+    def operating_points(self) -> list[tuple[float, float]]:
+        """(precision of accepted meshes, threshold on P(accurate)) pairs, chosen on the calibration split."""
+        return [(float(p), float(t)) for p, t in self.metadata.get("operating_points", [])]
+
+    def threshold_for(self, precision: float) -> float:
+        """The threshold on P(accurate) whose accepted meshes reached at least `precision` on the calibration
+        split (the lowest such threshold, i.e. the most meshes accepted)."""
+        points = [(p, t) for p, t in self.operating_points if p >= precision - 1e-12]
+        if not points:
+            reached = max((p for p, _ in self.operating_points), default=None)
+            raise MeshconfError(f"this estimator has no operating point at precision {precision:g}"
+                                + (f" (highest calibrated: {reached:g})" if reached is not None else
+                                   " (it was not calibrated; see `meshconf train`)"))
+        return min(points)[1]
+
+    def calibrate(self, ed, conf, se, coverage: float = 0.9, precisions=(0.8, 0.85, 0.9, 0.95),
+                  eps: float = BOUND_EPS) -> dict:
+        """Split-conformal per-joint bounds on a log scale and operating points, from a calibration split that the
+        estimator was not trained on. Stored in the metadata (plain numbers), so they ship with the weights."""
+        from .calibration import conformal_log_quantiles, operating_points
+
+        pred = self.predict(ed, conf)
+        se = np.asarray(se, dtype=np.float64)
+        labels = (se.max(axis=1) <= C.ACCURATE_SE_THRESHOLD).astype(int)
+        if pred.joint_error is not None:
+            q = conformal_log_quantiles(pred.joint_error, se, coverage, eps)
+            self.metadata["bounds"] = {"coverage": coverage, "eps": eps, "log_quantile": q.tolist(),
+                                       "method": "split-conformal on log(SE + eps) - log(estimate + eps), per joint",
+                                       "calibration_rows": int(len(se))}
+        self.metadata["operating_points"] = operating_points(pred.p_accurate, labels, precisions)
+        return self.metadata
 
     def predict(self, ed, conf=None, batch_size: int = 65536) -> Prediction:
         ed = np.asarray(ed, dtype=np.float32)
@@ -152,8 +194,13 @@ class Estimator:
                              None if err is None else err.numpy()))
         p = np.concatenate([o[0] for o in outs])
         w = np.concatenate([o[1] for o in outs])
-        e = None if outs[0][2] is None else np.concatenate([o[2] for o in outs])
-        return Prediction(p.astype(np.float64), w.astype(np.float64), None if e is None else e.astype(np.float64))
+        e = None if outs[0][2] is None else np.concatenate([o[2] for o in outs]).astype(np.float64)
+        bound = None
+        bounds = self.metadata.get("bounds")
+        if e is not None and bounds:
+            eps = float(bounds["eps"])
+            bound = (e + eps) * np.exp(np.asarray(bounds["log_quantile"], dtype=np.float64)) - eps
+        return Prediction(p.astype(np.float64), w.astype(np.float64), e, bound)
 
     def save(self, path) -> None:
         from safetensors.torch import save_file

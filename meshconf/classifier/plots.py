@@ -80,3 +80,27 @@ def joint_correlation(results: dict, path) -> None:
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, path)
+
+
+def risk_coverage(results: dict, path) -> None:
+    """Risk (share of accepted meshes that are inaccurate) against coverage (share accepted), most confident first,
+    one panel per set, one line per estimator; AURC in the legend."""
+    models = list(results)
+    sets = list(next(iter(results.values())))
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.2 * len(sets), 3.6), squeeze=False)
+    for j, s in enumerate(sets):
+        ax = axes[0][j]
+        for m in models:
+            r = results[m][s]
+            curve = r["risk_coverage"]
+            ax.plot(curve["coverage"], curve["risk"], lw=1.5, label=f"{m} (AURC {r['aurc']:.3f})")
+        base = 1 - results[models[0]][s]["accurate_rate"]
+        ax.axhline(base, color="k", ls=":", lw=1, label=f"accept all ({base:.2f})")
+        ax.set_title(s, fontsize=10)
+        ax.set_xlabel("coverage (share of meshes accepted)")
+        ax.set_ylabel("risk (inaccurate among accepted)")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, max(0.05, base * 1.3))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)

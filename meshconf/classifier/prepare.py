@@ -21,8 +21,15 @@ def add_arguments(parser) -> None:
                         help="share of each source held out for validation (default: %(default)s)")
     parser.add_argument("--drop-nonfinite", action="store_true",
                         help="leave out rows with NaN/inf ED, SE or confidence (default: refuse such arrays)")
-    parser.add_argument("--block", type=int, default=1,
-                        help="split contiguous runs of this many rows together (1 = frame level, as the original) "
+    parser.add_argument("--split", choices=("blocks", "frames"), default="blocks",
+                        help="blocks: leak-free (contiguous runs of --block frames, --purge frames dropped around "
+                             "each validation block, clean and occluded copies of a frame on the same side); frames: "
+                             "the original's frame-level split, which the shipped v1 estimators were trained on "
+                             "(default: %(default)s)")
+    parser.add_argument("--block", type=int, default=1000,
+                        help="with --split blocks: rows per block (default: %(default)s)")
+    parser.add_argument("--purge", type=int, default=50,
+                        help="with --split blocks: train rows dropped on each side of a validation block "
                              "(default: %(default)s)")
 
 
@@ -30,7 +37,10 @@ def run(args) -> int:
     if not 0 < args.val_fraction < 1:
         raise MeshconfError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     sets = [D.load_set(args.data, name, drop_nonfinite=args.drop_nonfinite) for name in args.sets]
-    prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=max(1, args.block))
+    if args.block < 1 or args.purge < 0:
+        raise MeshconfError("--block must be at least 1 and --purge at least 0")
+    block, purge = (args.block, args.purge) if args.split == "blocks" else (1, 0)
+    prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=block, purge=purge)
     D.save_prepared(prep, args.out)
     for name, c in prep.counts.items():
         print(f"  {name}: {c['rows']} rows, original filters keep {c['original_filter_kept']}; "

@@ -50,6 +50,10 @@ def run(args) -> int:
         if name == "default":  # per-joint trees stacked with the network (meshconf.classifier.trees)
             estimator = stack_with_trees(estimator, prep, seed=args.seed, progress=not args.no_progress)
         val = prep.original("val") if name == "original" else prep.sane("val")
+        # Per-joint bounds and operating points from the validation split: never used for the network or tree
+        # weights (only for temperatures and the 3-number stack); leak-free when prepared with --split blocks.
+        estimator.calibrate(val.ed, val.conf, val.se)
+        estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
         val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
         estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts,
                                   prepared_seed=prep.seed, validation_metrics={

@@ -72,6 +72,8 @@ ASSETS: tuple[Asset, ...] = (
               "smpl_vert_segmentation.json", max_bytes=64 << 20),
 )
 ASSETS_BY_NAME = {a.name: a for a in ASSETS}
+ENV_OFFLINE = "MESHCONF_OFFLINE"
+ENV_MIRROR = "MESHCONF_MIRROR"
 DEMO_ASSETS = ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body", "part_segmentation")
 
 
@@ -159,47 +161,3 @@ def extract_member(archive_path, member_basename: str, dest) -> str:
                             f"again") from None
     raise MeshconfError(f"{member_basename} is not in {archive_path}; delete it and run `meshconf fetch` again")
 
-
-ENV_OFFLINE = "MESHCONF_OFFLINE"
-ENV_MIRROR = "MESHCONF_MIRROR"
-
-
-def offline(flag: bool = False) -> bool:
-    return flag or os.environ.get(ENV_OFFLINE, "").strip().lower() not in ("", "0", "false", "no")
-
-
-def ensure(names, root=None, offline_flag: bool = False, progress: bool = True, log=print) -> dict[str, str]:
-    """Paths of `names`, fetching the missing public files first (with `meshconf fetch`'s resume and checks), in
-    one announced step; `--offline` / $MESHCONF_OFFLINE turn fetching off. What cannot be fetched (SMPL needs a
-    registration), or what failed to download, ends in `MissingFiles`: one line per file with its next step."""
-    from ..errors import MissingFiles
-
-    root = data_dir(root)
-    absent = missing(names, root)
-    failed: dict[str, str] = {}
-    fetchable = [a for a in absent if a.downloadable]
-    if fetchable and not offline(offline_flag):
-        from .fetch import fetch_assets
-
-        log(f"meshconf: fetching {len(fetchable)} missing public model file(s) into {root} "
-            f"({', '.join(a.relpath for a in fetchable)}); --offline or {ENV_OFFLINE}=1 turns this off")
-        for a in fetchable:
-            try:
-                fetch_assets([a], root, mirror=os.environ.get(ENV_MIRROR) or None, progress=progress,
-                             log=lambda m: None)
-            except MeshconfError as exc:
-                failed[a.name] = str(exc)
-        absent = missing(names, root)
-    if absent:
-        lines = []
-        for a in absent:
-            if a.name in failed:
-                lines.append(f"missing {a.relpath}: the download failed ({failed[a.name]}); run the same command "
-                             f"again when online, or `meshconf fetch --data-dir {root} --mirror URL`")
-            elif a.downloadable:
-                lines.append(f"missing {a.relpath} in {root}: `meshconf fetch --data-dir {root}` downloads it "
-                             f"({a.url})")
-            else:
-                lines.append(f"missing {a.relpath} in {root}: {a.instructions}; then run the same command again")
-        raise MissingFiles(lines)
-    return {n: locate(n, root) for n in names}

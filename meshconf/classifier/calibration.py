@@ -1,0 +1,66 @@
+"""Calibration that ships with an estimator: split-conformal per-joint error bounds, operating points (a threshold
+on P(accurate) per target precision of accepted meshes), and the risk-coverage curve that evaluates them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def conformal_log_quantiles(estimate: np.ndarray, se: np.ndarray, coverage: float = 0.9,
+                            eps: float = 0.01) -> np.ndarray:
+    """Per joint, the split-conformal quantile of log(SE + eps) - log(estimate + eps): with n calibration rows, the
+    ceil((n + 1) coverage)-th smallest score, so a new exchangeable row is covered with probability >= coverage."""
+    scores = np.log(np.asarray(se, np.float64) + eps) - np.log(np.asarray(estimate, np.float64) + eps)
+    out = np.empty(scores.shape[1])
+    for j in range(scores.shape[1]):
+        s = np.sort(scores[np.isfinite(scores[:, j]), j])
+        k = min(len(s), int(np.ceil((len(s) + 1) * coverage))) - 1
+        out[j] = s[k] if len(s) else np.inf
+    return out
+
+
+def bound_report(bound: np.ndarray, se: np.ndarray, px: float = 112.0) -> dict:
+    """Marginal coverage (per joint and overall) and width of per-joint upper bounds."""
+    ok = np.isfinite(se)
+    covered = (se <= bound) & ok
+    per_joint = covered.sum(0) / np.maximum(ok.sum(0), 1)
+    return {"coverage": float(covered.sum() / max(ok.sum(), 1)),
+            "coverage_per_joint": [float(c) for c in per_joint],
+            "bound_px_mean": float(np.mean(bound) * px), "bound_px_median": float(np.median(bound) * px)}
+
+
+def operating_points(p: np.ndarray, label: np.ndarray, precisions=(0.8, 0.85, 0.9, 0.95)) -> list:
+    """For each target precision of accepted meshes (accepted: P(accurate) >= threshold), the lowest threshold
+    reaching it on these rows, as [precision, threshold] pairs; targets no threshold reaches are left out."""
+    order = np.argsort(-p, kind="stable")
+    ps, ys = np.asarray(p)[order], np.asarray(label)[order]
+    precision_at = np.cumsum(ys) / np.arange(1, len(ys) + 1)  # accepting the top k
+    out = []
+    for target in precisions:
+        ok = np.flatnonzero(precision_at >= target)
+        ok = ok[ok >= 19]  # at least 20 accepted meshes, so a precision is not one lucky row
+        if len(ok):
+            k = ok.max()
+            out.append([float(target), float(ps[k])])
+    return out
+
+
+def acceptance_report(p: np.ndarray, label: np.ndarray, points) -> list[dict]:
+    """Precision and acceptance each operating point reaches on a set."""
+    rows = []
+    for target, threshold in points:
+        accepted = p >= threshold
+        rows.append({"target_precision": target, "threshold": threshold,
+                     "precision": float(label[accepted].mean()) if accepted.any() else None,
+                     "acceptance": float(accepted.mean())})
+    return rows
+
+
+def risk_coverage(p: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(coverage, risk, AURC): accepting meshes from the most to the least confident, the share accepted and the
+    share of accepted meshes that are inaccurate; AURC is the mean risk over all coverages (lower is better)."""
+    order = np.argsort(-np.asarray(p), kind="stable")
+    wrong = 1 - np.asarray(label)[order]
+    k = np.arange(1, len(order) + 1)
+    risk = np.cumsum(wrong) / k
+    return k / len(order), risk, float(risk.mean())
