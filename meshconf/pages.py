@@ -74,6 +74,10 @@ def person_card(k: int, person_folder: str, report: dict) -> str:
     p = report.get("p_accurate")
     verdict = ("<span class='note'>no estimate</span>" if p is None else
                f"<span class='{'ok' if report.get('accurate') else 'bad'}'>P(accurate) = {p:.2f}</span>")
+    if "accepted" in report:
+        target = report["acceptance"]["target_precision"]
+        verdict += (f", <span class='{'ok' if report['accepted'] else 'bad'}'>"
+                    f"{'accepted' if report['accepted'] else 'rejected'} at {target:.0%} precision</span>")
     if report.get("problem"):
         return (f"<div class='card'><h2>person {k}</h2><p>{verdict}</p><p class='note'>"
                 f"{html.escape(str(report['problem']))}</p><div class='row'><img src='{rel}/crop.png' alt='crop'>"

@@ -92,6 +92,7 @@ class CropAnalysis:
     joint_error: np.ndarray | None  # (14,) normalised units
     timings: dict[str, float] = field(default_factory=dict)
     problem: str | None = None  # set when the models produced no usable output
+    joint_error_bound: np.ndarray | None = None  # (14,) upper bound at the estimator's bound_coverage
 
     @property
     def ed(self) -> np.ndarray:
@@ -157,5 +158,7 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
                 problem = "the estimator produced non-finite outputs for this crop (damaged estimator weights?)"
             results.append(CropAnalysis(crop, verts, t, kp, candidate, subset, relative, legacy, legacy_ed,
                                         float(prediction.p_accurate[k]), prediction.worst_joint_prob[k],
-                                        joint_error, dict(timings), problem))
+                                        joint_error, dict(timings), problem,
+                                        None if prediction.joint_error_bound is None
+                                        else prediction.joint_error_bound[k]))
     return results

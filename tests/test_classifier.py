@@ -203,7 +203,7 @@ def _readme_table():
     block = text.split("<!-- classifier-results -->")[1]
     rows = {}
     for line in block.splitlines():
-        m = re.match(r"\|\s*(default|original)\s*\|\s*(\S+)\s*\|(.*)\|\s*$", line)
+        m = re.match(r"\|\s*(default|v1|original)\s*\|\s*(\S+)\s*\|(.*)\|\s*$", line)
         if m:
             cells = [v.strip().rstrip("%") for v in m.group(3).split("|")]
             rows[(m.group(1), m.group(2))] = [float(c) if re.fullmatch(r"[0-9.]+", c) else None for c in cells]
@@ -213,18 +213,19 @@ def _readme_table():
 @pytest.mark.slow
 def test_evaluate_reproduces_readme_numbers(shared, tmp_path, capsys):
     data = shared / "data" / "meshconfidence" / "sp_op" / "3dpw"
-    assert cli_main(["evaluate", "--data", str(data), "--out", str(tmp_path), "--train-sets"]) == 0
+    assert cli_main(["evaluate", "--data", str(data), "--out", str(tmp_path), "--train-sets", "--model", "default",
+                     "v1", "original", "--no-progress"]) == 0
     results = json.loads((tmp_path / "results.json").read_text())["estimators"]
     table = _readme_table()
-    assert len(table) == 4
-    keys = ("mc_accuracy", "mc_auroc", "wj_top1", "wj_top3", "joint_pearson_r_mean")
+    assert len(table) == 6
+    keys = ("mc_accuracy", "mc_auroc", "wj_top1", "wj_top3", "joint_pearson_r_mean", "bound_coverage")
     for (model, set_name), values in table.items():
         got = results[model][set_name]
         for key, value in zip(keys, values):
             if value is None:
                 assert key not in got
                 continue
-            scale = 100 if key in ("mc_accuracy", "wj_top1", "wj_top3") else 1
+            scale = 100 if key in ("mc_accuracy", "wj_top1", "wj_top3", "bound_coverage") else 1
             assert round(got[key] * scale, 1 if scale == 100 else 3) == pytest.approx(value), (model, set_name, key)
     assert (tmp_path / "reliability.png").stat().st_size > 10_000
     assert "estimator: default" in capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_colliding_names_and_a_rerun_leave_every_result_and_nothing_stale(tmp_pa
         cv2.imwrite(str(tmp_path / rel), cv2.imread(str(photo)))
     inputs = [str(tmp_path / r) for r in ("a/x.jpg", "a/x.png", "b/x.png")]
     argv = ["demo", *inputs, "--cropped", "--renderer", "software", "--out", str(tmp_path / "o"), "--data-dir",
-            str(demo_data_dir), "--no-progress"]
+            str(demo_data_dir), "--no-progress", "--accept-precision", "0.9"]
     assert cli_main(argv) == 0
     reports = {name: json.loads((tmp_path / "o" / name / "report.json").read_text())
                for name in ("a/x_jpg", "a/x_png", "b/x")}
@@ -61,6 +61,15 @@ def test_colliding_names_and_a_rerun_leave_every_result_and_nothing_stale(tmp_pa
     assert not (tmp_path / "o" / "a" / "x_jpg" / "person7").exists()
     assert (tmp_path / "o" / "a" / "x_jpg" / "person0" / "report.json").exists()
     assert reports["a/x_jpg"]["renderer"] == "software"
+    person = json.loads((tmp_path / "o" / "a" / "x_jpg" / "person0" / "report.json").read_text())
+    from meshconf.classifier import load
+
+    threshold = load("default").threshold_for(0.9)
+    assert person["acceptance"]["threshold"] == threshold
+    assert person["accepted"] == (person["p_accurate"] >= threshold)
+    assert len(person["joint_error_bound_px"]) == 14  # the default estimator's 90% bounds, in px
+    page = (tmp_path / "o" / "a" / "x_jpg" / "index.html").read_text()
+    assert "bound px" in page and ("accepted at 90% precision" in page or "rejected at 90% precision" in page)
     assert not [p for p in (tmp_path / "o" / "a").iterdir() if p.name.startswith(".")]  # no staging left
 
 

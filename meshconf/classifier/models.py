@@ -271,7 +271,10 @@ def _build(kind, tensors: dict, path: str):
     return net, kind
 
 
-SHIPPED = {"default": "meshconfstack.safetensors", "original": "original.safetensors"}
+# default = v2: the v1 recipe trained on the leak-free block split, with per-joint bounds and operating points;
+# v1: the former default (frame-level split, no bounds); original: the paper's recipe.
+SHIPPED = {"default": "meshconfstack_v2.safetensors", "v1": "meshconfstack.safetensors",
+           "original": "original.safetensors"}
 
 
 def shipped_path(name: str) -> str:
@@ -281,7 +284,8 @@ def shipped_path(name: str) -> str:
 
 
 def load(name: str = "default") -> Estimator:
-    """A shipped estimator ("default" = meshconf's network, "original" = the paper's recipe) or a weights file."""
+    """A shipped estimator ("default" = meshconf's v2, "v1" = the former default, "original" = the paper's recipe)
+    or a weights file."""
     if name in SHIPPED:
         path = shipped_path(name)
         if not os.path.isfile(path):

@@ -76,62 +76,23 @@ class JointTrees(nn.Module):
         out.depth.fill_(depth)
         return out
 
-    def _walk_plan(self) -> dict:
-        """Arrays for the level-by-level walk, built once: leaves loop onto themselves, trees are sorted by depth
-        (deepest first) so that each level only touches the trees still walking."""
-        key = (self.feature.data_ptr(), len(self.feature))
-        plan = getattr(self, "_plan", None)
-        if plan is not None and plan["key"] == key:
-            return plan
-        leaf = self.is_leaf.numpy()
-        index = np.arange(len(leaf))
-        left = np.where(leaf, index, self.left.numpy()).astype(np.int64)
-        right = np.where(leaf, index, self.right.numpy()).astype(np.int64)
-        threshold = np.where(leaf, np.inf, self.threshold.numpy())
-        feature = np.where(leaf, 0, self.feature.numpy()).astype(np.int64)
-        roots = self.roots.numpy().reshape(-1)
-        depth = _tree_depths(roots, left, right, leaf)
-        order = np.argsort(-depth, kind="stable")
-        joint = np.repeat(np.arange(C.NUM_J14), self.roots.shape[1])[order]
-        plan = {"key": key, "left": left, "right": right, "threshold": threshold, "feature": feature,
-                "value": self.value.numpy(), "roots": roots[order], "depth": depth[order],
-                "onehot": np.eye(C.NUM_J14)[joint]}
-        self._plan = plan
-        return plan
-
-    def forward(self, ed: torch.Tensor, conf: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """(N,14) P(joint error > 0.1): every tree of every joint walked at once, level by level, in numpy
-        (35,515 rows in a few seconds on two cores; the former per-joint torch walk took minutes)."""
-        x = tree_features(ed, conf).numpy()
-        plan = self._walk_plan()
-        feature, threshold, left, right = plan["feature"], plan["threshold"], plan["left"], plan["right"]
-        depth, roots = plan["depth"], plan["roots"]
-        walking = [int((depth > level).sum()) for level in range(int(depth.max(initial=0)))]
-        out = np.empty((len(x), C.NUM_J14))
+    def forward(self, ed: torch.Tensor, conf: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        x = tree_features(ed, conf)
+        out = []
         for start in range(0, len(x), chunk):
-            xc = x[start:start + chunk]
-            node = np.broadcast_to(roots, (len(xc), len(roots))).copy()
-            for k in walking:
-                nd = node[:, :k]
-                go_left = np.take_along_axis(xc, feature[nd], axis=1) <= threshold[nd]
-                node[:, :k] = np.where(go_left, left[nd], right[nd])
-            out[start:start + chunk] = plan["value"][node] @ plan["onehot"] + self.baseline.numpy()
-        return torch.sigmoid(torch.from_numpy(out))
-
-
-def _tree_depths(roots: np.ndarray, left: np.ndarray, right: np.ndarray, leaf: np.ndarray) -> np.ndarray:
-    """Steps from each root to its deepest leaf (leaves loop onto themselves in `left`/`right`)."""
-    depth = np.zeros(len(roots), np.int64)
-    frontier_tree, frontier_node = np.arange(len(roots)), roots.copy()
-    level = 0
-    while True:
-        inner = ~leaf[frontier_node]
-        if not inner.any():
-            return depth
-        level += 1
-        frontier_tree = np.repeat(frontier_tree[inner], 2)
-        frontier_node = np.stack([left[frontier_node[inner]], right[frontier_node[inner]]], 1).reshape(-1)
-        depth[frontier_tree] = level
+            xt = x[start:start + chunk].T.contiguous()  # (F, n)
+            n = xt.shape[1]
+            raw = []
+            for j in range(C.NUM_J14):
+                node = self.roots[j][:, None].expand(-1, n).clone()  # (trees, n)
+                for _ in range(int(self.depth) + 1):
+                    f = self.feature[node].long()
+                    go_left = torch.gather(xt, 0, f) <= self.threshold[node]
+                    child = torch.where(go_left, self.left[node], self.right[node]).long()
+                    node = torch.where(self.is_leaf[node], node, child)
+                raw.append(self.baseline[j] + self.value[node].sum(0))
+            out.append(torch.sigmoid(torch.stack(raw, 1)))
+        return torch.cat(out) if out else torch.zeros(0, C.NUM_J14, dtype=torch.float64)
 
 
 class Stacked(nn.Module):

@@ -63,6 +63,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
     add_model_options(parser, 16, "crops (and images) per forward pass")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--accept-precision", type=float,
+                        help="accept a mesh when P(accurate) reaches the estimator's threshold for this precision of "
+                             "accepted meshes (an operating point shipped with the weights, e.g. 0.9); reports say "
+                             "which meshes pass")
     parser.add_argument("--max-pixels", type=float, default=MAX_PIXELS,
                         help="refuse larger images, read from the file's header before decoding (default: "
                              "%(default).0f; decoding needs 6 bytes per pixel for a moment, then the demo holds 3 "
@@ -76,6 +80,8 @@ def check_arguments(args) -> None:
                                  ("--max-frames", args.max_frames, 0), ("--render-res", args.render_res, 32)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
+    if args.accept_precision is not None and not 0 < args.accept_precision < 1:
+        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {args.accept_precision}")
     if not (np.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise MeshconfError(f"--max-pixels must be a positive number, got {args.max_pixels}")
     if args.bbox is not None:
@@ -144,9 +150,21 @@ def person_report(analysis, box, parts, label, render_ms) -> dict:
     }
     if analysis.joint_error is not None:
         report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * (C.IMG_RES / 2))))
+    if analysis.joint_error_bound is not None:
+        report["joint_error_bound_px"] = dict(zip(names, map(float, analysis.joint_error_bound * (C.IMG_RES / 2))))
     if analysis.problem:
         report["problem"] = analysis.problem
     return report
+
+
+def _acceptance(report: dict, analysis, models, args) -> None:
+    """With --accept-precision: whether this mesh passes the estimator's operating point for that precision."""
+    if args.accept_precision is None:
+        return
+    threshold = models.estimator.threshold_for(args.accept_precision)
+    report["accepted"] = bool(not analysis.problem and np.isfinite(analysis.p_accurate)
+                              and analysis.p_accurate >= threshold)
+    report["acceptance"] = {"target_precision": args.accept_precision, "threshold": threshold}
 
 
 def write_person(folder: str, analysis, box, models, args) -> dict:
@@ -157,6 +175,7 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     write_image(os.path.join(folder, "crop.png"), analysis.crop_rgb[:, :, ::-1])
     if analysis.problem:
         report = person_report(analysis, box, {}, "", 0.0)
+        _acceptance(report, analysis, models, args)
         write_json(os.path.join(folder, "report.json"), report)
         return report
     start = time.perf_counter()
@@ -174,6 +193,7 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     write_ply(os.path.join(folder, "mesh.ply"), upright, faces, vertex_rgb)
     write_glb(os.path.join(folder, "mesh.glb"), upright, faces, vertex_rgb)
     report = person_report(analysis, box, parts, label, render_ms)
+    _acceptance(report, analysis, models, args)
     write_json(os.path.join(folder, "report.json"), report)
     return report
 
@@ -184,6 +204,8 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
     from .. import figures
     from ..render import resolve_backend
 
+    if args.accept_precision is not None:  # an estimator without that operating point: one line, nothing written
+        engine.models.estimator.threshold_for(args.accept_precision)
     if args.bbox:
         for image in images_bgr:
             check_bbox(args.bbox, image.shape[1], image.shape[0])
@@ -350,6 +372,7 @@ def run(args) -> int:
 
     def summarise(path, folder, report):
         summary = ", ".join(f"#{k} P(accurate)={p['p_accurate']:.2f} worst={p['worst_joint']}"
+                            + ("" if "accepted" not in p else (" accepted" if p["accepted"] else " rejected"))
                             for k, p in enumerate(report["people"])) or "no person found"
         tqdm.write(f"{path}: {summary} -> {folder}/")
 
