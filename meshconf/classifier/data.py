@@ -202,15 +202,19 @@ def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: 
     for s in sets:
         key = (pair_key(s.name), len(s))
         if key not in shared:
-            train_idx, val_idx = split_rows(len(s), rng, val_fraction, block)
-            shared[key] = (purge_rows(train_idx, val_idx, purge), val_idx, len(train_idx))
-        train_idx, val_idx, before_purge = shared[key]
+            # a small source still gets at least 10 blocks, so that both sides of the split are populated
+            size = min(block, max(1, len(s) // 10))
+            gap = min(purge, size // 4) if size < block else purge
+            train_idx, val_idx = split_rows(len(s), rng, val_fraction, size)
+            shared[key] = (purge_rows(train_idx, val_idx, gap), val_idx, len(train_idx), size, gap)
+        train_idx, val_idx, before_purge, size, gap = shared[key]
         n_val = len(val_idx)
         val_parts.append(s.subset(val_idx))
         train_parts.append(s.subset(train_idx))
         kept = original_filter(s)
         counts[s.name] = {"rows": len(s), "original_filter_kept": int(kept.sum()),
                           "train": len(train_idx), "val": n_val, "purged": before_purge - len(train_idx),
+                          "block": int(size), "purge": int(gap),
                           "split_shared_with": sorted(o.name for o in sets if (pair_key(o.name), len(o)) == key)}
     train = concat(train_parts, "train")
     val = concat(val_parts, "val")
