@@ -22,6 +22,8 @@ def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops 
     group.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     group.add_argument("--offline", action="store_true",
                        help="do not download missing public model files (also: MESHCONF_OFFLINE=1)")
+    group.add_argument("--no-progress", action="store_true",
+                       help="no progress bars (they are also off when the output is not a terminal)")
     group.add_argument("--batch-size", type=int, default=batch_default,
                        help=f"{batch_help} (default: %(default)s)")
 

@@ -62,7 +62,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--every", type=int, default=1, help="videos: analyse every N-th frame (default: %(default)s)")
     parser.add_argument("--max-frames", type=int, default=0, help="videos: stop after this many analysed frames")
     add_model_options(parser, 16, "crops (and images) per forward pass")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--accept-precision", type=float,
                         help="accept a mesh when P(accurate) reaches the estimator's threshold for this precision of "
                              "accepted meshes (an operating point shipped with the weights, e.g. 0.9); reports say "

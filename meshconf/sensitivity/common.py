@@ -19,7 +19,6 @@ def add_common(p, batch_help: str, batch_default: int) -> None:
                    "(default: %(default)s)")
     p.add_argument("--pixel-normalised", type=float, help="the original's --pixel value (normalised space); "
                    "overrides --fill")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_model_options(p, batch_default, batch_help)
 
 

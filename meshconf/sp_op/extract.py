@@ -194,7 +194,8 @@ def run(args) -> int:
             "tf32": models.tf32, "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed,
             "processes": world}
     if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
-                   args.occlude, args.seed, args.occ_size, progress=rank == 0, rank=rank, world=world,
+                   args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
+                   rank=rank, world=world,
                    workers=args.workers, models=models.settings(), info=info):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
     if rank == 0:
