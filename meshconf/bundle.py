@@ -87,14 +87,15 @@ def needed_assets(parts, checkpoint=None) -> list[str]:
     return [n for n in names if not (checkpoint and n == "spin_checkpoint")]
 
 
-def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False) -> dict[str, str]:
+def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False,
+                  progress: bool = True) -> dict[str, str]:
     """Paths of what `parts` need. Missing public files are fetched first (unless `offline`); what is still
     missing ends in one line per file (nothing is loaded here)."""
     from .errors import MeshconfError
 
     from .setup.fetching import ensure
 
-    paths = ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline)
+    paths = ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline, progress=progress)
     if checkpoint:
         if not os.path.isfile(checkpoint):
             raise MeshconfError(f"--checkpoint {checkpoint}: no such file")

@@ -245,12 +245,16 @@ def distributed() -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
-def local_device() -> str:
-    """This process's device under the one policy (`runtime.resolve_device("auto")`): its own GPU under torchrun
-    (LOCAL_RANK), else the first GPU, else the CPU."""
-    from .runtime import resolve_device
+def finish(world: int) -> None:
+    """Under torchrun: wait for every rank, then leave the process group. A rank that exits while rank 0 still
+    writes the results would otherwise abort in gloo's background thread ("terminate called ...")."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
 
-    return str(resolve_device("auto"))
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def shard(n: int, rank: int, world: int, rows=None) -> list[int]:

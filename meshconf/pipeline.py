@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .setup import assets
 from . import constants as C
-from .bundle import Models  # noqa: F401  (the bundle type, re-exported under its former name)
+from .bundle import DEMO_PARTS, Models, needed_assets  # noqa: F401  (Models: re-exported under its former name)
 from . import geometry, sp_op
 from .errors import MeshconfError
 
-DEMO_ASSETS = assets.DEMO_ASSETS
+DEMO_ASSETS = tuple(needed_assets(DEMO_PARTS))  # the files the demo needs
 OPENPOSE_BOX_MIN_SCORE = 0.2  # SPIN's bbox_from_openpose: keypoints above this confidence
 OPENPOSE_BOX_RESCALE = 1.2  # ... and the box enlarged by 20%
 

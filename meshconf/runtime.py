@@ -92,9 +92,12 @@ def configure_torch(device, tf32: bool = False, fixed_shapes: bool = False, thre
 
     if threads:
         torch.set_num_threads(threads)
-    torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
-    torch.backends.cudnn.allow_tf32 = bool(tf32)
-    torch.backends.cudnn.benchmark = bool(fixed_shapes) and getattr(device, "type", str(device)) == "cuda"
+    # The switches are process-wide: only a CUDA load sets them, so a later CPU load (a job's figure) cannot undo
+    # the job's choice.
+    if getattr(device, "type", str(device)) == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = bool(tf32)
+        torch.backends.cudnn.allow_tf32 = bool(tf32)
+        torch.backends.cudnn.benchmark = bool(fixed_shapes)
 
 
 def synchronize(device) -> None:

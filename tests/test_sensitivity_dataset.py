@@ -118,7 +118,7 @@ def test_openpose_rows_match_single_detections(tiny_dataset, body_model):
 
 def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir):
     from meshconf.bundle import Models
-    from meshconf.groundtruth import GroundTruth3D
+    from meshconf.groundtruth import GroundTruth3D, smpl_joints3d
 
     a = load_annotations(tiny_dataset[0])
     paths = {"smpl_neutral": str(demo_data_dir / "smpl"), "J_regressor_extra": str(demo_data_dir /
@@ -132,7 +132,7 @@ def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir
     truth = GroundTruth3D(with_params, models)
     got = truth(np.array([3, 1]))
     assert truth.description == "ground truth (SMPL parameters)"
-    np.testing.assert_allclose(got, ds.smpl_joints3d(smpl_layer, regressor, pose[[3, 1]], betas[[3, 1]]), atol=1e-6)
+    np.testing.assert_allclose(got, smpl_joints3d(smpl_layer, regressor, pose[[3, 1]], betas[[3, 1]]), atol=1e-6)
     joints3d = rng.normal(size=(5, 14, 3))
     annotated = Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d, {"joints3d": joints3d, **with_params.extra})
     np.testing.assert_array_equal(GroundTruth3D(annotated, models)(np.array([4])), joints3d[[4]])

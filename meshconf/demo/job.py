@@ -338,8 +338,7 @@ def run(args) -> int:
     # briefly needs twice its size, which then does not come on top of them.
     from tqdm import tqdm
 
-    from ..setup import assets
-    from ..setup.fetching import ensure
+    from ..bundle import DEMO_PARTS, require_files
 
     check_arguments(args)
     if args.img and not args.bbox:
@@ -355,10 +354,7 @@ def run(args) -> int:
         check_replaceable(folder)
     # One message naming every missing file, before any waiting; the weights themselves load when the first
     # image is in memory (a big photo's decoding briefly needs twice its size: not on top of the models).
-    ensure([n for n in assets.DEMO_ASSETS if not (args.checkpoint and n == "spin_checkpoint")],
-                  args.data_dir, offline_flag=args.offline, progress=not args.no_progress)
-    if args.checkpoint and not os.path.isfile(args.checkpoint):
-        raise MeshconfError(f"--checkpoint {args.checkpoint}: no such file")
+    require_files(DEMO_PARTS, args.data_dir, args.checkpoint, args.offline, progress=not args.no_progress)
     loaded_models = []
 
     def models():

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from .. import constants as C
-from ..groundtruth import smpl_joints3d  # noqa: F401  (moved; kept importable here)
 from .image import MM, op_points, pelvis, procrustes, spin_j14
 from ..occlusion import joint_window
 

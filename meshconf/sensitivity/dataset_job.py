@@ -84,7 +84,7 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
 
 def run_dataset(args) -> int:
     from ..bundle import require_files
-    from ..chunks import ChunkStore, collect, distributed, run_chunked, shard
+    from ..chunks import ChunkStore, collect, distributed, finish, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from ..dataset.crops import collate
     from ..occlusion import parse_fill
@@ -146,6 +146,7 @@ def run_dataset(args) -> int:
                  (("summary", "error increase per occluded joint, and the occluded x measured matrix"),
                   ("template", "the template body painted by the mean error"))],
                 note=f"{args.annotations}: {len(rows)} images")
+    finish(world)
     return 0
 
 

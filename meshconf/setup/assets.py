@@ -74,7 +74,6 @@ ASSETS: tuple[Asset, ...] = (
 ASSETS_BY_NAME = {a.name: a for a in ASSETS}
 ENV_OFFLINE = "MESHCONF_OFFLINE"
 ENV_MIRROR = "MESHCONF_MIRROR"
-DEMO_ASSETS = ("spin_checkpoint", "smpl_neutral", "J_regressor_extra", "openpose_body", "part_segmentation")
 
 
 def default_data_dir() -> str:

@@ -23,8 +23,6 @@ from ..fileio import sha256_file
 CHUNK = 1 << 20
 DEFAULT_MAX_BYTES = 1 << 30  # no public file meshconf fetches is near 1 GiB
 
-sha256_of = sha256_file  # the name older code imports
-
 
 def _open(url: str, have: int, timeout: float):
     """(response or None for a 416, the 416's stated total size or None)."""

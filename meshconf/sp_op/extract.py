@@ -28,7 +28,7 @@ import torch
 from .. import __version__, geometry
 from . import ed as sp_op
 from ..dataset.crops import collate
-from ..chunks import ChunkStore, collect, distributed, model_settings, run_chunked, shard
+from ..chunks import ChunkStore, collect, distributed, finish, model_settings, run_chunked, shard
 from .. import constants as C
 from ..errors import MeshconfError
 from ..fileio import npy_bytes, sha256_bytes, write_atomic, write_json
@@ -198,6 +198,7 @@ def run(args) -> int:
                    rank=rank, world=world,
                    workers=args.workers, models=models.settings(), info=info):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
+    finish(world)
     if rank == 0:
         label = "" if models.precision == "float32" else f" ({models.precision})"
         print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows{label}) and the manifest")
