@@ -361,7 +361,7 @@ def run(args) -> int:
         if not loaded_models:
             from ..inference import MeshConfidence
 
-            loaded_models.append(MeshConfidence(estimator=args.estimator, **model_choice(args)))
+            loaded_models.append(MeshConfidence(estimator=args.estimator, **model_choice(args, len(items))))
         return loaded_models[0]
     failures = 0
 

@@ -95,3 +95,98 @@ def check_values(state: Mapping[str, torch.Tensor], path, what: str) -> None:
         if not torch.isfinite(tensor).all():
             raise MeshconfError(f"{os.fspath(path)}: tensor {key} holds NaN or infinite values; the {what} weights "
                                 f"are damaged")
+
+
+# ------------------------------------------------------------------------------------------- fast start-up form
+# A model file's checked state dict, re-saved once as safetensors in the cache. Later loads match the source by
+# its path, size, modification time and inode (a stat, not a 200 MB hash) and read the safetensors file, which
+# skips unpickling and the value checks (done once, when the fast form was written). Each fast form records the
+# source's SHA-256; files are named by it, so equal weights at different paths share one. Loading a fast form
+# never executes code (safetensors holds only a JSON header and raw tensor bytes).
+FAST_FORM_VERSION = "1"
+FAST_FORMS_KEPT = 6  # most recently used fast forms kept; older ones are deleted (each is as large as its model)
+
+
+def fast_form_dir() -> str | None:
+    """Where fast forms live, or None when disabled (MESHCONF_FAST_LOAD=0)."""
+    if os.environ.get("MESHCONF_FAST_LOAD", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    from ..setup.assets import default_data_dir
+
+    return os.path.join(default_data_dir(), "fast")
+
+
+def _source_key(path: str, kind: str) -> str:
+    from ..fileio import sha256_bytes
+
+    real = os.path.realpath(path)
+    st = os.stat(real)
+    return sha256_bytes(f"{FAST_FORM_VERSION}|{kind}|{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
+                        .encode())[:32]
+
+
+def read_fast_form(path, kind: str) -> dict | None:
+    """The cached checked state dict of `path`, or None (no fast form yet, disabled, or unreadable)."""
+    import json
+
+    folder = fast_form_dir()
+    if folder is None:
+        return None
+    try:
+        index = os.path.join(folder, "index", _source_key(os.fspath(path), kind) + ".json")
+        with open(index) as fh:
+            entry = json.load(fh)
+        fast = os.path.join(folder, entry["file"])
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(fast, framework="pt") as handle:
+            meta = handle.metadata() or {}
+        if meta.get("source_sha256") != entry["sha256"] or meta.get("kind") != kind:
+            return None
+        state = load_file(fast)
+        os.utime(fast)  # most recently used, for eviction
+        return state
+    except Exception:  # a missing, damaged or foreign fast form: read the source instead
+        return None
+
+
+def write_fast_form(path, kind: str, state: Mapping[str, torch.Tensor]) -> None:
+    """Save the checked `state` of `path` as its fast form (best effort: a read-only or full cache is ignored)."""
+    from ..fileio import atomic_path, file_fingerprint, json_bytes, write_atomic
+
+    folder = fast_form_dir()
+    if folder is None:
+        return
+    try:
+        from safetensors.torch import save_file
+
+        sha = file_fingerprint(path)
+        name = f"{sha[:32]}-{kind}.safetensors"
+        fast = os.path.join(folder, name)
+        if not os.path.isfile(fast):
+            with atomic_path(fast) as tmp:
+                save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp,
+                          metadata={"source_sha256": sha, "kind": kind, "version": FAST_FORM_VERSION})
+        write_atomic(os.path.join(folder, "index", _source_key(os.fspath(path), kind) + ".json"),
+                     json_bytes({"file": name, "sha256": sha, "source": os.path.realpath(path)}))
+        _evict(folder)
+    except OSError:
+        return
+
+
+def _evict(folder: str) -> None:
+    forms = sorted((os.path.getmtime(os.path.join(folder, n)), n) for n in os.listdir(folder)
+                   if n.endswith(".safetensors"))
+    for _, name in forms[:-FAST_FORMS_KEPT]:
+        os.unlink(os.path.join(folder, name))  # index entries that point at it then miss and fall back
+
+
+def load_checked(path, kind: str, read_and_check: Callable[[], dict]) -> dict:
+    """The state dict of `path` (module keys), from its fast form when there is one; else `read_and_check()`
+    reads the source with every check, and its result becomes the fast form."""
+    state = read_fast_form(path, kind)
+    if state is None:
+        state = read_and_check()
+        write_fast_form(path, kind, state)
+    return state

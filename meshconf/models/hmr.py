@@ -14,7 +14,7 @@ from torch import nn
 
 from .. import constants as C
 from ..geometry import rot6d_to_rotmat
-from .checkpoint import check_state_dict, read_torch_file, unwrap_state_dict
+from .checkpoint import check_state_dict, load_checked, read_torch_file, unwrap_state_dict
 from .resnet import ResNet50Backbone
 
 NPOSE = C.NUM_SMPL_JOINTS * 6
@@ -81,7 +81,7 @@ class HMR(ResNet50Backbone):
 
 def expected_shapes() -> dict[str, tuple]:
     """Key -> shape of SPIN's checkpoint['model'] (derived from the module, which mirrors it)."""
-    return {k: tuple(v.shape) for k, v in HMR().state_dict().items()}
+    return dict(_SHAPES)
 
 
 def to_precision(model: HMR, precision: str) -> HMR:
@@ -100,17 +100,41 @@ def to_precision(model: HMR, precision: str) -> HMR:
     return model
 
 
-def load_spin(path, device="cpu", precision: str = "float32") -> HMR:
+def load_spin(path, device="cpu", precision: str = "float32", compile: bool = False) -> HMR:
     """Load SPIN's regressor from `model_checkpoint.pt` (or a state_dict file), in eval mode, on `device`.
-    `precision="bfloat16"` runs the backbone in bfloat16 (see `to_precision`); outputs are float32 either way."""
-    what = "SPIN checkpoint"
-    hint = "Get it with `meshconf fetch` (SPIN's model_checkpoint.pt) or pass its path."
-    state = unwrap_state_dict(read_torch_file(path, what, hint), path, what)
-    model = HMR()
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    # BatchNorm step counters are unused in eval mode and absent from some older checkpoints.
-    check_state_dict(state, expected, path, "SPIN regressor (HMR)",
-                     optional=lambda k: k.endswith("num_batches_tracked"))
-    model.load_state_dict(state, strict=False)
+    `precision="bfloat16"` runs the backbone in bfloat16 (see `to_precision`); outputs are float32 either way.
+    `compile=True` folds the BatchNorms into the convolutions and compiles the network with frozen weights
+    (`meshconf.accel`): same outputs to float rounding, faster forwards after a compilation per input shape."""
+    from ..runtime import torch_dtype
+
+    torch_dtype(precision)  # one-line error for an unknown precision, before reading the file
+
+    def read_and_check() -> dict:
+        what = "SPIN checkpoint"
+        hint = "Get it with `meshconf fetch` (SPIN's model_checkpoint.pt) or pass its path."
+        state = unwrap_state_dict(read_torch_file(path, what, hint), path, what)
+        # BatchNorm step counters are unused in eval mode and absent from some older checkpoints.
+        check_state_dict(state, _SHAPES, path, "SPIN regressor (HMR)",
+                         optional=lambda k: k.endswith("num_batches_tracked"))
+        return state
+
+    state = load_checked(path, "spin", read_and_check)
+    with torch.device("meta"):  # no random initialisation of weights that the file replaces at once
+        model = HMR()
+    missing = [k for k in _SHAPES if k not in state]  # only optional step counters can be missing here
+    model.load_state_dict(state, strict=False, assign=True)
+    for key in missing:
+        module, name = key.rsplit(".", 1)
+        model.get_submodule(module).register_buffer(name, torch.tensor(0, dtype=torch.long))
     model.checkpoint_path = os.fspath(path)
-    return to_precision(model.to(device).eval(), precision)
+    model = model.to(device).eval()
+    if compile:
+        from ..accel import compile_network
+        from .resnet import fold_batchnorm
+
+        return compile_network(to_precision(fold_batchnorm(model), precision))
+    return to_precision(model, precision)
+
+
+with torch.device("meta"):  # key -> shape of SPIN's checkpoint['model'], without allocating the weights
+    _SHAPES = {k: tuple(v.shape) for k, v in HMR().state_dict().items()}

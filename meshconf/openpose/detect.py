@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -21,12 +22,21 @@ def _device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype
     return param.device, param.dtype
 
 
-def forward(model: torch.nn.Module, net_input: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(paf, heatmap) as float32 numpy for a (B,3,h,w) float32 input, on the model's device and dtype."""
+def forward(model: torch.nn.Module, net_input: np.ndarray, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(paf, heatmap) as float32 numpy for a (B,3,h,w) float32 input, on the model's device and dtype. `batch`:
+    the batch size a compiled model runs (a shorter input is padded to it rather than compiled again)."""
+    from ..accel import call_padded
+
     device, dtype = _device_and_dtype(model)
     with torch.inference_mode():
-        paf, heatmap = model(torch.from_numpy(net_input).to(device=device, dtype=dtype))
-    return paf.float().cpu().numpy(), heatmap.float().cpu().numpy()
+        x = torch.from_numpy(net_input).to(device=device, dtype=dtype)
+        if dtype == torch.bfloat16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        paf, heatmap = call_padded(model, x, batch or len(net_input))
+        # one copy of both maps from the device
+        both = torch.cat([paf.flatten(1), heatmap.flatten(1)], 1).float().cpu().numpy()
+    split = paf[0].numel()
+    return both[:, :split].reshape(paf.shape), both[:, split:].reshape(heatmap.shape)
 
 
 def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
@@ -41,10 +51,14 @@ def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
     return out.candidate, out.subset
 
 
-def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
-                 progress: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16, progress: bool = False,
+                 overlap: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """`detect` for many images: images whose network inputs have the same size share forward passes of up to
-    `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each."""
+    `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each.
+
+    `overlap` (default: on a GPU) decodes a batch in a worker thread while the next batch's forward runs. On a CPU
+    both want the same cores (the forward uses every core, and the decode switches torch to one thread while it
+    runs), so there it is off unless asked."""
     prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
     results: list = [None if p is not None else _empty() for p in prepared]
     groups: dict[tuple, list[int]] = {}
@@ -52,19 +66,41 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
         if item is not None:
             groups.setdefault(item[0].shape, []).append(index)
     device = _device_and_dtype(model)[0]
+    if overlap is None:
+        overlap = device.type == "cuda"
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(prepared), desc="OpenPose", unit="img", initial=sum(p is None for p in prepared))
-    for indices in groups.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start: start + batch_size]
-            paf, heatmap = forward(model, np.concatenate([prepared[i][0] for i in chunk]))
-            for k, i in enumerate(chunk):
-                out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=device)
-                results[i] = (out.candidate, out.subset)
+
+    def decode_chunk(chunk, paf, heatmap):
+        for k, i in enumerate(chunk):
+            out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=device)
+            results[i] = (out.candidate, out.subset)
             if bar is not None:
-                bar.update(len(chunk))
+                bar.update(1)
+
+    chunks = [indices[start: start + batch_size] for indices in groups.values()
+              for start in range(0, len(indices), batch_size)]
+    pool = _decoder() if overlap and len(chunks) > 1 else None
+    pending = None
+    for chunk in chunks:
+        maps = forward(model, np.concatenate([prepared[i][0] for i in chunk]), batch=batch_size)
+        if pool is None:
+            decode_chunk(chunk, *maps)
+            continue
+        if pending is not None:
+            pending.result()  # one batch decoding at a time, in order
+        pending = pool.submit(decode_chunk, chunk, *maps)
+    if pending is not None:
+        pending.result()
     if bar is not None:
         bar.close()
     return results
+
+
+@lru_cache(maxsize=1)
+def _decoder():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshconf-decode")

@@ -29,11 +29,12 @@ def parts(todo) -> set[str]:
     return set().union(*(PARTS[m] for m in todo))
 
 
-def load(todo, args, fixed_shapes: bool = False):
-    """The networks for `todo` through the one model layer (folded SPIN, the device and precision options)."""
+def load(todo, args, fixed_shapes: bool = False, items: int | None = None):
+    """The networks for `todo` through the one model layer (folded SPIN, the device and precision options);
+    `items`: occluded crops each network will run (for `--compile auto`)."""
     from ..bundle import load_models
 
-    return load_models(parts(todo), fixed_shapes=fixed_shapes, **model_choice(args))
+    return load_models(parts(todo), fixed_shapes=fixed_shapes, **model_choice(args, items))
 
 
 def save_npz(path, arrays: dict, info: dict) -> None:

@@ -49,7 +49,7 @@ def spin_variant_errors(spin, smpl, regressor_h36m, variants: np.ndarray, refere
     truth; None uses each image's unoccluded prediction."""
     b = len(variants)
     flat = variants.reshape(-1, *variants.shape[2:])
-    pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, flat[s:s + batch_size])
+    pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, flat[s:s + batch_size], batch_size)
                            for s in range(0, len(flat), batch_size)]).reshape(b, VARIANTS, C.NUM_J14, 3)
     target = pred[:, :1] if reference_m is None else np.asarray(reference_m, dtype=np.float64)[:, None]
     target = np.ascontiguousarray(np.broadcast_to(target, pred.shape))

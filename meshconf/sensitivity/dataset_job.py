@@ -100,7 +100,7 @@ def run_dataset(args) -> int:
     require_files(parts(todo), args.data_dir, args.checkpoint, args.offline)  # missing files fetched or named first
     os.makedirs(args.out, exist_ok=True)
     rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
-    models = load(todo, args, fixed_shapes=True)  # device "auto": this rank's own GPU
+    models = load(todo, args, fixed_shapes=True, items=len(rows) * ds.VARIANTS)  # device "auto": this rank's own GPU
     mine = shard(len(data), rank, world, rows)
     if rank == 0:
         first = data[rows[0]]

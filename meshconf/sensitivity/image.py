@@ -64,12 +64,15 @@ def pelvis(j14: np.ndarray) -> np.ndarray:
     return (j14[..., C.J14_R_HIP, :] + j14[..., C.J14_L_HIP, :])[..., None, :] / 2
 
 
-def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray) -> np.ndarray:
-    """(B,14,3) metres: SPIN's mesh through the Human3.6M regressor, in J14 order (float crops 0-255)."""
+def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray, batch: int | None = None) -> np.ndarray:
+    """(B,14,3) metres: SPIN's mesh through the Human3.6M regressor, in J14 order (float crops 0-255). `batch`:
+    the batch size a compiled SPIN runs (shorter inputs are padded to it)."""
+    from ..accel import call_padded
+
     device = next(spin.parameters()).device
     with torch.inference_mode():
         x = geometry.normalize_crop(crops_rgb, device).contiguous(memory_format=torch.channels_last)
-        rotmat, betas, _ = spin(x)
+        rotmat, betas, _ = call_padded(spin, x, batch or len(x))
         vertices = smpl(rotmat, betas).vertices
         joints = torch.einsum("jv,bvc->bjc", regressor_h36m.to(vertices), vertices)
     return joints[:, list(C.H36M_TO_J14)].double().cpu().numpy()
@@ -85,7 +88,7 @@ def _batches(n: int, batch_size: int, desc: str, progress: bool):
 def spin_sensitivity(spin, smpl, regressor_h36m, crop_rgb, grid: Grid, fill, batch_size: int = 16,
                      gt_j14_m: np.ndarray | None = None, progress: bool = False) -> GridResult:
     crops = occluded_copies(crop_rgb, grid.windows, fill)
-    pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, crops[s:s + batch_size])
+    pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, crops[s:s + batch_size], batch_size)
                            for s in _batches(len(crops), batch_size, "SPIN windows", progress)])
     if gt_j14_m is None:
         reference = spin_j14(spin, smpl, regressor_h36m, np.asarray(crop_rgb, dtype=np.float32)[None])[0]

@@ -96,7 +96,7 @@ def run_image(args) -> int:
         raise MeshconfError("give an IMAGE, or --annotations and --images (with --img-number) for a dataset row")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
     require_files(parts(todo), args.data_dir, args.checkpoint, args.offline)  # missing files fetched or named first
-    models = load(todo, args)
+    models = load(todo, args, items=len(grid.windows))
     os.makedirs(args.out, exist_ok=True)
     write_image(os.path.join(args.out, "crop.png"), crop[:, :, ::-1])
     for model in todo:

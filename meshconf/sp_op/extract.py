@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import __version__, geometry
+from ..accel import call_padded
 from . import ed as sp_op
 from ..dataset.crops import collate
 from ..chunks import ChunkStore, collect, distributed, finish, model_settings, run_chunked, shard
@@ -67,7 +68,8 @@ def se_row(keypoints_49: np.ndarray, gt_j14: np.ndarray, anchor: np.ndarray) -> 
     return np.sqrt((d * d).sum(-1))
 
 
-def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int) -> dict:
+def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,
+                  batch_size: int | None = None) -> dict:
     """Arrays for one batch of `AnnotatedCrops` items (see `collate`)."""
     from ..openpose import detect_batch
 
@@ -84,10 +86,11 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
     device = next(spin.parameters()).device
     with torch.inference_mode():
         x = geometry.normalize_crop(crops, device).contiguous(memory_format=torch.channels_last)
-        rotmat, betas, camera = spin(x)
+        rotmat, betas, camera = call_padded(spin, x, batch_size or len(x))
         keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
     spin_finite = np.isfinite(keypoints).all(axis=(1, 2))
-    detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops], batch_size=len(crops))
+    detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops],
+                              batch_size=batch_size or len(crops))
     ed, se, conf = [], [], []
     for k, (candidate, subset) in enumerate(detections):
         anchor = batch["spine2d"][k]
@@ -132,7 +135,7 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
         rows = shard(len(dataset), rank, world)
 
         def process(batch):
-            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size)
+            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size)
 
         finished = run_chunked(dataset, store, process, batch_size,
                                name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
@@ -188,7 +191,7 @@ def run(args) -> int:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
     dataset = AnnotatedCrops(args.annotations, args.images)  # a bad annotation file is reported before loading
     rank, world = distributed()
-    models = load_models({"spin", "smpl", "body"}, fixed_shapes=True, **model_choice(args))
+    models = load_models({"spin", "smpl", "body"}, fixed_shapes=True, **model_choice(args, len(dataset)))
     info = {"annotations": os.path.abspath(args.annotations), "images": os.path.abspath(args.images),
             "weights": models.describe()["files"], "device": str(models.device), "precision": models.precision,
             "tf32": models.tf32, "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed,
