@@ -24,6 +24,8 @@ JOBS = {
     "qualitative": ("meshconf.qualitative.job", "predicted against ground-truth confidence for one dataset image"),
     "doctor": ("meshconf.setup.doctor", "list the model files that are present or missing, and how to get each"),
     "fetch": ("meshconf.setup.fetch", "download the publicly available model files"),
+    "check-precision": ("meshconf.setup.check_precision",
+                        "float32 against bfloat16 on your images and weights: keypoints, ED, estimator decisions"),
     "convert-smpl": ("meshconf.setup.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
     "convert-classifier": ("meshconf.classifier.convert",
                            "the original's trained classifier.pt + classifier_wj.pt -> a meshconf estimator file"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import cv2
 import numpy as np
@@ -81,3 +82,25 @@ def write_image(path, image_bgr: np.ndarray) -> None:
     if not ok:
         raise MeshconfError(f"could not encode {path}")
     write_atomic(path, encoded.tobytes())
+
+
+def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
+    """(kind, path) for each input; folders expand to their images and videos, sorted."""
+    out = []
+    for item in inputs:
+        if os.path.isdir(item):
+            names = sorted(os.listdir(item))
+            media = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
+            folders = [n for n in media if os.path.isdir(os.path.join(item, n))]
+            for name in folders:  # a folder named like an image is not one; sub-folders are not searched
+                print(f"note: {os.path.join(item, name)} is a folder, skipped", file=sys.stderr)
+            media = [n for n in media if n not in folders]
+            if not media:
+                raise MeshconfError(f"{item}: folder holds no images or videos ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(("video" if n.lower().endswith(VIDEO_SUFFIXES) else "image", os.path.join(item, n))
+                       for n in media)
+        elif item.lower().endswith(VIDEO_SUFFIXES):
+            out.append(("video", item))
+        else:
+            out.append(("image", item))
+    return out

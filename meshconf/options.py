@@ -8,16 +8,20 @@ from .errors import MeshconfError
 from .runtime import PRECISIONS
 
 
-def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops per forward pass") -> None:
+def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops per forward pass",
+                      precision: bool = True) -> None:
+    """`precision=False` for a job that chooses the precision itself (check-precision runs both)."""
     group = parser.add_argument_group("models and hardware")
     group.add_argument("--data-dir", help="model files folder (default: $MESHCONF_DATA or ~/.cache/meshconf)")
     group.add_argument("--checkpoint", help="SPIN checkpoint (default: model_checkpoint.pt in the data folder)")
     group.add_argument("--device", default="auto",
                        help="auto (this process's GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N "
                             "(default: %(default)s)")
-    group.add_argument("--precision", default="float32", choices=PRECISIONS,
-                       help="network precision; bfloat16 is faster on AMX/AVX512-BF16 CPUs and GPUs and its results "
-                            "are labelled as such (default: %(default)s)")
+    if precision:
+        group.add_argument("--precision", default="float32", choices=PRECISIONS,
+                           help="network precision; bfloat16 is about twice as fast on AMX/AVX512-BF16 CPUs and "
+                                "GPUs, results labelled as such; check it on your images with `meshconf "
+                                "check-precision` (default: %(default)s)")
     group.add_argument("--tf32", action="store_true",
                        help="allow TF32 on CUDA (faster, leaves the goldens' tolerances; recorded in reports)")
     group.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
@@ -45,5 +49,5 @@ def model_choice(args, items: int | None = None) -> dict:
     """The keyword arguments of `bundle.load_models` / `MeshConfidence` that these options set; `items` is how
     many crops the job will run through the networks (for `--compile auto`)."""
     return {"data_dir": args.data_dir, "checkpoint": args.checkpoint, "device": args.device,
-            "precision": args.precision, "tf32": args.tf32, "threads": args.threads, "offline": args.offline,
+            "precision": getattr(args, "precision", "float32"), "tf32": args.tf32, "threads": args.threads, "offline": args.offline,
             "compile": wants_compile(getattr(args, "compile", "auto"), items)}

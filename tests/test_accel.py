@@ -124,3 +124,65 @@ def test_decode_overlap_gives_the_same_detections(body_model, golden, device):
         np.testing.assert_array_equal(c1, c2)
         np.testing.assert_array_equal(s1, s2)
     model.to("cpu")
+
+
+def _analysis(candidate, subset, ed, p, worst):
+    from types import SimpleNamespace
+
+    from meshconf.sp_op.ed import select_person
+
+    person = select_person(np.zeros((14, 2)), candidate, subset) if len(subset) else -1
+    return SimpleNamespace(candidate=candidate, subset=subset, relative=SimpleNamespace(person=person),
+                           ed=np.asarray(ed, float), p_accurate=p, worst_joint_prob=np.eye(14)[worst],
+                           joint_error_bound=None)
+
+
+def test_agreement_counts_moves_losses_and_flips():
+    from meshconf.agreement import compare
+
+    candidate = np.array([[10.0, 10.0, 0.9, 0], [20.0, 20.0, 0.8, 1]])
+    subset = np.full((1, 20), -1.0)
+    subset[0, :2] = [0, 1]
+    subset[0, 18:] = [1.7, 2]
+    a = _analysis(candidate, subset, np.zeros(14), 0.6, 3)
+    same = compare([a], [a])
+    assert same.within_1px == 1.0 and same.keypoints == 2 and same.decisions_flipped == 0
+    assert same.max_shift_px == 0 and same.ed_diff_px_max == [0.0] * 14
+
+    moved = candidate.copy()
+    moved[0, :2] += [3.0, 4.0]  # 5 px
+    lost = subset.copy()
+    lost[0, 1] = -1
+    b = _analysis(moved, lost, np.full(14, 0.01), 0.4, 5)
+    diff = compare([a], [b])
+    assert diff.keypoints == 2 and diff.within_1px == 0.0 and diff.max_shift_px == pytest.approx(5.0)
+    assert diff.keypoints_lost == 1 and diff.keypoints_gained == 0
+    assert diff.decisions_flipped == 1 and diff.worst_joint_changed == 1
+    assert diff.ed_diff_px_max[0] == pytest.approx(0.01 * 112)
+    assert len(diff.lines()) == 4
+
+
+@pytest.mark.slow
+def test_check_precision_job_on_recipe_weights(demo_data_dir, shared, tmp_path, capsys):
+    import json
+
+    from meshconf.cli import main
+
+    image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
+    out = tmp_path / "agreement.json"
+    assert main(["check-precision", str(image), "--cropped", "--data-dir", str(demo_data_dir), "--offline",
+                 "--compile", "off", "--no-progress", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "keypoints within 1 px" in printed and "decisions at 0.500 flipped" in printed
+    report = json.loads(out.read_text())
+    assert report["crops"] == 1 and 0 <= report["within_1px"] <= 1 and len(report["ed_diff_px_mean"]) == 14
+    # the recipe weights' bfloat16 maps differ from float32 ones (a stress case): the tool must see something
+    assert report["max_shift_px"] > 0 or report["keypoints_lost"] + report["keypoints_gained"] > 0
+
+
+def test_check_precision_refuses_bad_arguments_before_loading(tmp_path, capsys):
+    from meshconf.cli import main
+
+    assert main(["check-precision", str(tmp_path / "missing.png"), "--data-dir", str(tmp_path), "--offline"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+    assert main(["check-precision", "x.png", "--max-people", "0"]) == 2

@@ -31,7 +31,7 @@ from ..errors import MeshconfError
 from ..options import add_model_options, check_model_options, model_choice
 from ..fileio import atomic_path, commit_folder, staging_folder, write_json
 from ..pages import write_demo_page, write_video_page
-from ..imageio import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_bgr, to_bgr_u8, write_image
+from ..imageio import expand_inputs, read_bgr, to_bgr_u8, write_image  # noqa: F401 (expand_inputs: its former home)
 
 EXAMPLE = "astronaut.jpg"
 MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
@@ -105,28 +105,6 @@ def check_bbox(bbox, width: int, height: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- inputs
-def expand_inputs(inputs: list[str]) -> list[tuple[str, str]]:
-    """(kind, path) for each input; folders expand to their images and videos, sorted."""
-    out = []
-    for item in inputs:
-        if os.path.isdir(item):
-            names = sorted(os.listdir(item))
-            media = [n for n in names if n.lower().endswith(IMAGE_SUFFIXES + VIDEO_SUFFIXES)]
-            folders = [n for n in media if os.path.isdir(os.path.join(item, n))]
-            for name in folders:  # a folder named like an image is not one; sub-folders are not searched
-                print(f"note: {os.path.join(item, name)} is a folder, skipped", file=sys.stderr)
-            media = [n for n in media if n not in folders]
-            if not media:
-                raise MeshconfError(f"{item}: folder holds no images or videos ({', '.join(IMAGE_SUFFIXES)})")
-            out.extend(("video" if n.lower().endswith(VIDEO_SUFFIXES) else "image", os.path.join(item, n))
-                       for n in media)
-        elif item.lower().endswith(VIDEO_SUFFIXES):
-            out.append(("video", item))
-        else:
-            out.append(("image", item))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------- outputs
 def person_report(analysis, box, parts, label, render_ms) -> dict:
     names = C.J14_NAMES
