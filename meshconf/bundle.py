@@ -41,7 +41,7 @@ class Models:
     data_dir: str | None = None
     estimator_name: str | None = None
     gendered: dict = field(default_factory=dict)
-    compiled: bool = False  # networks compiled with frozen weights (meshconf.accel)
+    compiled: tuple = ()  # the parts compiled with frozen weights (meshconf.accel): "spin", "body"
 
     def smpl_for(self, gender: str):
         """(SMPL layer of that gender, whether it is the neutral stand-in): loaded once, on the bundle's device."""
@@ -74,11 +74,11 @@ class Models:
         from .chunks import model_settings
 
         return {**model_settings(self.files() if files is None else files, self.precision, str(self.device)),
-                "tf32": self.tf32, "compiled": self.compiled}
+                "tf32": self.tf32, "compiled": sorted(self.compiled)}
 
     def describe(self) -> dict:
         """For reports and manifests: where the numbers came from and how they were computed."""
-        return {"device": str(self.device), "precision": self.precision, "tf32": self.tf32, "compiled": self.compiled,
+        return {"device": str(self.device), "precision": self.precision, "tf32": self.tf32, "compiled": sorted(self.compiled),
                 "files": {k: os.path.abspath(v) for k, v in self.files().items()},
                 "estimator": self.estimator_name}
 
@@ -106,10 +106,10 @@ def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False,
 
 def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str = "default", device="auto",
                 precision: str = "float32", tf32: bool = False, fixed_shapes: bool = False, threads: int | None = None,
-                openpose_precision: str | None = None, offline: bool = False, compile: bool = False) -> Models:
+                openpose_precision: str | None = None, offline: bool = False, compile=False) -> Models:
     """Load `parts` (a subset of `PARTS`) for one device and precision. `openpose_precision` overrides the
-    precision for OpenPose alone (the former demo option). `compile` compiles both networks with frozen weights
-    (`meshconf.accel`; the jobs decide with `accel.wants_compile`)."""
+    precision for OpenPose alone (the former demo option). `compile`: True compiles both networks with frozen
+    weights (`meshconf.accel`), or name the parts ("spin", "body"); the jobs decide with `accel.compiled_parts`."""
     import numpy as np
     import torch
 
@@ -117,6 +117,7 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
 
     torch_dtype(precision)  # one-line error for an unknown precision, before anything loads
     parts = set(parts)
+    compile = ("spin", "body") if compile is True else tuple(sorted(set(compile or ()) & {"spin", "body"}))
     unknown = parts - set(PARTS)
     if unknown:
         raise ValueError(f"unknown model parts {sorted(unknown)}; known: {PARTS}")
@@ -124,15 +125,17 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
     device = resolve_device(device) if isinstance(device, str) or device is None else torch.device(device)
     configure_torch(device, tf32=tf32, fixed_shapes=fixed_shapes, threads=threads)
     models = Models(paths=paths, device=device, precision=precision, tf32=tf32, data_dir=data_dir,
-                    estimator_name=estimator if "estimator" in parts else None, compiled=bool(compile))
+                    estimator_name=estimator if "estimator" in parts else None,
+                    compiled=tuple(p for p in compile if p in parts))
     if "spin" in parts:
         from .models.hmr import load_spin, to_precision
         from .models.resnet import fold_batchnorm
 
-        if compile:  # load_spin folds, converts and compiles
+        if "spin" in compile:  # load_spin folds, converts and compiles
             models.spin = load_spin(paths["spin_checkpoint"], device, precision, compile=True)
         else:  # folded in float32, then converted: folding in bfloat16 would round the folded weights twice
-            models.spin = to_precision(fold_batchnorm(load_spin(paths["spin_checkpoint"], device)), precision)
+            models.spin = to_precision(fold_batchnorm(load_spin(paths["spin_checkpoint"], device), copy=False),
+                                       precision)
     if "smpl" in parts:
         from .models import load_smpl
 
@@ -141,7 +144,7 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
         from .openpose import load_body
 
         models.body = load_body(paths["openpose_body"], device, precision=openpose_precision or precision,
-                                compile=bool(compile))
+                                compile="body" in compile)
     if "estimator" in parts:
         from .classifier import load as load_estimator
 

@@ -96,7 +96,7 @@ class MeshConfidence:
     """SPIN + SMPL + OpenPose + an error estimator, loaded once (see the module docstring)."""
 
     def __init__(self, data_dir=None, checkpoint=None, device="auto", precision="float32", estimator="default",
-                 tf32: bool = False, threads: int | None = None, offline: bool = False, compile: bool = False):
+                 tf32: bool = False, threads: int | None = None, offline: bool = False, compile=False):
         from .bundle import DEMO_PARTS, load_models
 
         self.models = load_models(DEMO_PARTS, data_dir, checkpoint, estimator, device=device, precision=precision,

@@ -3,7 +3,7 @@ declared once so that they read, default and check the same everywhere."""
 
 from __future__ import annotations
 
-from .accel import COMPILE_MIN_ITEMS, COMPILE_POLICIES, wants_compile
+from .accel import COMPILE_MIN_ITEMS, COMPILE_POLICIES, compiled_parts
 from .errors import MeshconfError
 from .runtime import PRECISIONS
 
@@ -27,8 +27,8 @@ def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops 
     group.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's choice)")
     group.add_argument("--compile", default="auto", choices=COMPILE_POLICIES,
                        help="compile the networks with frozen weights (torch.compile): 10-40 s once per input shape, "
-                            "then 10-25%% faster forwards; auto compiles for jobs of at least "
-                            f"{COMPILE_MIN_ITEMS} crops (default: %(default)s)")
+                            "then 10-25%% faster forwards; auto compiles, for jobs of at least "
+                            f"{COMPILE_MIN_ITEMS} crops, the networks that measured faster so (default: %(default)s)")
     group.add_argument("--offline", action="store_true",
                        help="do not download missing public model files (also: MESHCONF_OFFLINE=1)")
     group.add_argument("--no-progress", action="store_true",
@@ -50,4 +50,4 @@ def model_choice(args, items: int | None = None) -> dict:
     many crops the job will run through the networks (for `--compile auto`)."""
     return {"data_dir": args.data_dir, "checkpoint": args.checkpoint, "device": args.device,
             "precision": getattr(args, "precision", "float32"), "tf32": args.tf32, "threads": args.threads, "offline": args.offline,
-            "compile": wants_compile(getattr(args, "compile", "auto"), items)}
+            "compile": compiled_parts(getattr(args, "compile", "auto"), items, getattr(args, "precision", "float32"))}

@@ -14,6 +14,12 @@ from meshconf.errors import MeshconfError
 
 
 def test_compile_policy():
+    from meshconf.accel import compiled_parts
+
+    assert compiled_parts("on", 1) == ("spin", "body") and compiled_parts("off", 10**6) == ()
+    assert compiled_parts("auto", 10) == ()
+    assert compiled_parts("auto", COMPILE_MIN_ITEMS) == ("spin",)  # fp32 OpenPose measured no faster compiled
+    assert compiled_parts("auto", COMPILE_MIN_ITEMS, "bfloat16") == ("spin", "body")
     assert wants_compile("on") and not wants_compile("off") and wants_compile(True) and not wants_compile(False)
     assert not wants_compile("auto") and not wants_compile("auto", COMPILE_MIN_ITEMS - 1)
     assert wants_compile("auto", COMPILE_MIN_ITEMS)
@@ -186,3 +192,25 @@ def test_check_precision_refuses_bad_arguments_before_loading(tmp_path, capsys):
     assert main(["check-precision", str(tmp_path / "missing.png"), "--data-dir", str(tmp_path), "--offline"]) == 2
     assert "missing.png" in capsys.readouterr().err
     assert main(["check-precision", "x.png", "--max-people", "0"]) == 2
+
+
+@pytest.mark.slow
+def test_extract_job_with_compiled_networks_equals_eager(tmp_path, tiny_dataset, demo_data_dir):
+    """`--compile on` through a whole job: same arrays as eager to float rounding, the choice in the manifest,
+    and a resume with the other choice refused (chunks of the two are not mixed)."""
+    import json
+
+    from meshconf.cli import main
+
+    path, root = tiny_dataset
+    common = ["extract", "--annotations", str(path), "--images", str(root), "--name", "t", "--device", "cpu",
+              "--data-dir", str(demo_data_dir), "--offline", "--no-progress", "--batch-size", "4"]
+    assert main([*common, "--out", str(tmp_path / "eager"), "--compile", "off"]) == 0
+    assert main([*common, "--out", str(tmp_path / "compiled"), "--compile", "on"]) == 0
+    for suffix in ("sp_op", "sp_gt", "conf"):
+        eager = np.load(tmp_path / "eager" / f"t_{suffix}.npy")
+        compiled = np.load(tmp_path / "compiled" / f"t_{suffix}.npy")
+        np.testing.assert_allclose(compiled, eager, atol=1e-3, equal_nan=True, err_msg=suffix)
+    manifest = json.loads((tmp_path / "compiled" / "t_manifest.json").read_text())
+    assert manifest["compiled"] == ["body", "spin"]
+    assert main([*common, "--out", str(tmp_path / "compiled"), "--compile", "off"]) == 2

@@ -76,11 +76,16 @@ def test_colliding_names_and_a_rerun_leave_every_result_and_nothing_stale(tmp_pa
 def test_auto_renderer_is_the_software_one_on_a_cpu_context(monkeypatch):
     from meshconf import render
 
+    monkeypatch.setattr(render, "gpu_device_nodes", lambda: True)
     monkeypatch.setattr(render, "gl_renderer", lambda: "llvmpipe (LLVM 15.0.6, 256 bits)")
     assert render.resolve_backend("auto") == "software"
     monkeypatch.setattr(render, "gl_renderer", lambda: "NVIDIA H200/PCIe/SSE2")
     assert render.resolve_backend("auto") == "pyrender"
     monkeypatch.setattr(render, "gl_renderer", lambda: None)
+    assert render.resolve_backend("auto") == "software"
+    # no GPU device node at all: software, without asking pyrender (whose import alone costs 0.8 s)
+    monkeypatch.setattr(render, "gpu_device_nodes", lambda: False)
+    monkeypatch.setattr(render, "gl_renderer", lambda: "NVIDIA H200/PCIe/SSE2")
     assert render.resolve_backend("auto") == "software"
 
 

@@ -132,7 +132,7 @@ def load_spin(path, device="cpu", precision: str = "float32", compile: bool = Fa
         from ..accel import compile_network
         from .resnet import fold_batchnorm
 
-        return compile_network(to_precision(fold_batchnorm(model), precision))
+        return compile_network(to_precision(fold_batchnorm(model, copy=False), precision))
     return to_precision(model, precision)
 
 

@@ -194,7 +194,8 @@ def run(args) -> int:
     models = load_models({"spin", "smpl", "body"}, fixed_shapes=True, **model_choice(args, len(dataset)))
     info = {"annotations": os.path.abspath(args.annotations), "images": os.path.abspath(args.images),
             "weights": models.describe()["files"], "device": str(models.device), "precision": models.precision,
-            "tf32": models.tf32, "occluded": args.occlude, "occ_size": args.occ_size, "seed": args.seed,
+            "tf32": models.tf32, "compiled": sorted(models.compiled), "occluded": args.occlude,
+            "occ_size": args.occ_size, "seed": args.seed,
             "processes": world}
     if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
                    args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
