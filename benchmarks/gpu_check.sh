@@ -23,7 +23,7 @@ assert torch.cuda.is_available(), "no CUDA device visible"
 print("torch", torch.__version__, "on", torch.cuda.get_device_name(0), file=sys.stderr)
 PY
 start=$(date +%s)
-$PY -m pytest -q -m gpu tests/test_engine.py -p no:cacheprovider 2>&1 | tee "$OUTDIR/gpu_tests.log" | tail -3
+$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py -p no:cacheprovider 2>&1 | tee "$OUTDIR/gpu_tests.log" | tail -3
 tests_rc=$?
 $PY benchmarks/gpu_throughput.py --json "$OUTDIR/gpu_check.json" --tests-log "$OUTDIR/gpu_tests.log"
 echo "gpu check done in $(( $(date +%s) - start )) s -> $OUTDIR/gpu_check.json"

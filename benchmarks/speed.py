@@ -364,7 +364,11 @@ def main(argv=None) -> int:
         joints = center[:, None] + rng.uniform(-60, 60, (count, 14, 2))
         dataset = AnnotatedCrops(Annotations(names, center, rng.uniform(0.9, 1.2, count), joints, center.copy(),
                                              dataset="bench"), images)
-        nets = {p: (load_spin(ckpt, precision=p, compile=True), load_body(body_path, precision=p, compile=True))
+        from meshconf.accel import compiled_parts
+
+        # as a job of 512+ crops loads them (`--compile auto`)
+        nets = {p: (load_spin(ckpt, precision=p, compile="spin" in compiled_parts("auto", 10**6, p)),
+                    load_body(body_path, precision=p, compile="body" in compiled_parts("auto", 10**6, p)))
                 for p in ("float32", "bfloat16")}
         runs = iter(range(10**6))
 
@@ -376,7 +380,7 @@ def main(argv=None) -> int:
                                     "fp32": lambda: meshconf_extract("float32"),
                                     "bf16": lambda: meshconf_extract("bfloat16")}, 1 if args.quick else 2)
         report(f"extraction, {count} crops (batch 16)", times, first, per=count, unit="s",
-               note="fp32/bf16 compiled, as a job of 512+ crops runs")
+               note="--compile auto for 512+ crops: SPIN compiled, OpenPose in bf16 only")
 
         # ---------------------------------------------------------------- sensitivity per window
         from meshconf.occlusion import Grid, parse_fill
@@ -402,7 +406,7 @@ def main(argv=None) -> int:
                                     "fp32": lambda: meshconf_sensitivity("float32"),
                                     "bf16": lambda: meshconf_sensitivity("bfloat16")}, 1 if args.quick else 2)
         report(f"sensitivity, SPIN + OpenPose, {len(grid.windows)} windows", times, first,
-               per=len(grid.windows), note="fp32/bf16 compiled")
+               per=len(grid.windows), note="as extraction: --compile auto for 512+ crops")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

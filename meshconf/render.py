@@ -224,6 +224,23 @@ def render_colours(vertex_rgb) -> np.ndarray:
     return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
 
 
+_RASTER_MEMO: dict = {}
+
+
+def _visible_faces(vertices: np.ndarray, faces: np.ndarray, cam_t, res: int) -> np.ndarray:
+    """`rasterize` of the projected mesh, remembered for the last mesh: the demo paints one mesh twice (a single
+    colour, then per part), and the rasterization is most of a software render."""
+    import hashlib
+
+    key = (hashlib.sha1(vertices.tobytes() + np.asarray(cam_t, dtype=np.float64).tobytes()
+                        + faces.tobytes()).hexdigest(), res)
+    if key not in _RASTER_MEMO:
+        px, depth = project(vertices, cam_t, res)
+        _RASTER_MEMO.clear()
+        _RASTER_MEMO[key] = rasterize(px, depth, faces, res, res)
+    return _RASTER_MEMO[key]
+
+
 def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_RGB, res: int | None = None,
            backend: str = "software"):
     """The mesh over `background_rgb` (HxWx3 uint8 or float 0-1, square; resized to `res` if given): returns
@@ -251,8 +268,7 @@ def render(vertices, faces, cam_t, background_rgb, vertex_rgb=None, colour=GOOD_
         out = background.copy()
         out[mask] = rgba[mask][:, :3]
         return out, mask
-    px, depth = project(vertices, cam_t, res)
-    face_id = rasterize(px, depth, faces, res, res)
+    face_id = _visible_faces(vertices, faces, cam_t, res)
     mask = face_id >= 0
     out = background.astype(np.float64) / 255.0
     if not mask.any():
