@@ -224,7 +224,7 @@ def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], bat
                                              pin_memory=torch.cuda.is_available())
     else:
         loader = (collate([dataset[i] for i in batch]) for batch in batches)
-    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=not progress) as bar:
+    with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=None if progress else True) as bar:
         for batch in loader:
             store.write(process(batch))
             bar.update(len(batch["index"]))

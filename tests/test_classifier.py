@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -275,3 +276,39 @@ def test_operating_points_by_hand():
     assert points[0.95] == pytest.approx(p[60]) and points[0.9] == pytest.approx(p[63])  # 58/61, 58/64
     _, risk, aurc = M.risk_coverage(p, label)
     assert risk[0] == 0 and aurc > 0
+
+
+@pytest.mark.slow
+def test_train_job_reproduces_bit_for_bit_in_fresh_processes(shared, tmp_path):
+    """The README's prepare + train commands, on a subset of 3DPW train, twice in fresh processes: the same weights
+    bit for bit, and the numerics that decide them (MKL's reproducible mode, the thread count) recorded."""
+    import json
+    import subprocess
+    import sys
+
+    from safetensors.numpy import load_file
+
+    source = shared / "data" / "meshconfidence" / "sp_op" / "3dpw"
+    subset = tmp_path / "data"
+    subset.mkdir()
+    for path in source.glob("*_train_*.npy"):
+        np.save(subset / path.name, np.load(path)[:2000])
+    env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "OMP_NUM_THREADS")}
+
+    def job(*argv):
+        done = subprocess.run([sys.executable, "-m", "meshconf", *argv, "--no-progress"], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    job("prepare", "--data", str(subset), "--out", str(tmp_path / "prep"), "--split", "frames")
+    for run in ("a", "b"):
+        job("train", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / run), "--model", "original")
+    a, b = (load_file(str(tmp_path / run / "original.safetensors")) for run in ("a", "b"))
+    assert set(a) == set(b)
+    for key in a:
+        assert np.array_equal(a[key], b[key]), key
+    metrics = json.loads((tmp_path / "a" / "metrics_original.json").read_text())
+    assert metrics["metadata"]["numerics"]["mkl_cbwr"] == "COMPATIBLE,STRICT"
+    assert metrics["metadata"]["numerics"]["threads"] == 2
+    assert metrics["weights_sha256"] == json.loads((tmp_path / "b" / "metrics_original.json").read_text())[
+        "weights_sha256"]

@@ -1,6 +1,13 @@
 """`meshconf train`: train the original recipe and/or meshconf's estimator on prepared tables.
 
 Writes `<name>.safetensors` (weights + normalisation + metadata), `curves_<name>.png` and `metrics_<name>.json`.
+
+Reproducible across machines: SGD over 20-60 epochs amplifies the last bit of every matrix product, and MKL (torch's
+CPU BLAS) picks other kernels, with other summation orders, on Intel and AMD CPUs: the same command gave weights
+differing by up to 7 on two machines. So training runs MKL's conditional numerical reproducibility mode
+(`MKL_CBWR=COMPATIBLE,STRICT`: one code path on every x86 CPU, results independent of the thread count) and a fixed
+thread count (`--threads`, default 2), both recorded in the metadata. It costs about 2x in matrix products, which
+are a small part of training these small networks.
 """
 
 from __future__ import annotations
@@ -18,6 +25,31 @@ from ..errors import MeshconfError
 from ..fileio import write_json
 from .training import stack_with_trees, train_meshconfnet, train_original
 
+REPRODUCIBLE_THREADS = 2
+MKL_MODE = "COMPATIBLE,STRICT"
+
+
+def reproducible_numerics(threads: int) -> dict:
+    """Fix what decides the bits of training: MKL's code path (read by MKL at its first call, so this runs before
+    any matrix product of the process; a value the user set is kept) and the thread count."""
+    os.environ.setdefault("MKL_CBWR", MKL_MODE)
+    torch.set_num_threads(threads)
+    return {"mkl_cbwr": os.environ["MKL_CBWR"], "threads": threads, "torch": torch.__version__}
+
+
+def weights_digest(path) -> str:
+    """SHA-256 over the tensors of a saved estimator (names, dtypes, shapes, bytes), not its metadata: what two
+    machines compare to see whether they trained the same weights."""
+    import hashlib
+
+    from safetensors.numpy import load_file
+
+    digest = hashlib.sha256()
+    for key, value in sorted(load_file(path).items()):
+        digest.update(f"{key}|{value.dtype}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="folder written by `meshconf prepare`")
@@ -26,7 +58,8 @@ def add_arguments(parser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=REPRODUCIBLE_THREADS,
+                        help="torch CPU threads; results depend on it, so it is fixed (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--replace-shipped", action="store_true",
                         help="allow --out to be the package's shipped weights folder (maintainers)")
@@ -37,10 +70,9 @@ def run(args) -> int:
     if os.path.realpath(args.out) == shipped and not args.replace_shipped:
         raise MeshconfError(f"--out {args.out} is the installed package's own weights folder; train into a new "
                             f"folder and pass --estimator <file>, or add --replace-shipped to overwrite them")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
+    numerics = reproducible_numerics(args.threads)
     prep = D.load_prepared(args.prepared)
     os.makedirs(args.out, exist_ok=True)
     todo = ["original", "default"] if args.model == "both" else [args.model]
@@ -55,14 +87,15 @@ def run(args) -> int:
         estimator.calibrate(val.ed, val.conf, val.se)
         estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
         val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
-        estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts,
+        estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts, numerics=numerics,
                                   prepared_seed=prep.seed, validation_metrics={
                                       k: v for k, v in val_metrics.items() if not isinstance(v, (list, dict))})
         weights = os.path.join(args.out, SHIPPED[name])
         estimator.save(weights)
         plots.training_curves(histories, os.path.join(args.out, f"curves_{name}.png"))
         write_json(os.path.join(args.out, f"metrics_{name}.json"),
-                   {"metadata": estimator.metadata, "history": [h.__dict__ for h in histories]})
+                   {"metadata": estimator.metadata, "weights_sha256": weights_digest(weights),
+                    "history": [h.__dict__ for h in histories]})
         print(f"{name}: validation MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
               f"WJC top-1 {val_metrics['wj_top1']:.3f}, top-3 {val_metrics['wj_top3']:.3f} -> {weights}")
     return 0

@@ -38,7 +38,7 @@ def _tensors(s: EDSet):
 def _epochs(model, loss_fn, optimizer, train, val, epochs, batch, gen, history, correct_fn, desc, progress,
             scheduler=None):
     n = len(train[0])
-    for _ in tqdm(range(epochs), desc=desc, disable=not progress, leave=False):
+    for _ in tqdm(range(epochs), desc=desc, disable=None if progress else True, leave=False):
         model.train()
         order = torch.randperm(n, generator=gen)
         total_loss, total_correct = 0.0, 0

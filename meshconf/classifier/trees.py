@@ -125,7 +125,7 @@ def fit_joint_trees(train: EDSet, seed: int = 0, progress: bool = True) -> Joint
     conf = torch.from_numpy(np.asarray(train.conf, dtype=np.float32))
     x = tree_features(ed, conf).numpy()  # from float32 inputs, as at inference
     models = []
-    for j in tqdm(range(C.NUM_J14), desc="per-joint trees", disable=not progress):
+    for j in tqdm(range(C.NUM_J14), desc="per-joint trees", disable=None if progress else True):
         models.append(HistGradientBoostingClassifier(**GB_PARAMS, random_state=seed + j)
                       .fit(x, train.se[:, j] > C.ACCURATE_SE_THRESHOLD))
     return JointTrees.from_sklearn(models)

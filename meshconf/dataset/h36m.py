@@ -152,7 +152,7 @@ def extract_frames(root, out=None, subjects=SUBJECTS, every: int = EVERY, protoc
         raise MeshconfError(f"no videos under {root}/{{{','.join(subjects)}}}/Videos; expected the dataset's layout")
     os.makedirs(out, exist_ok=True)
     written = 0
-    for subject, stem, path in tqdm(videos, desc="H36M frames", unit="video", disable=not progress):
+    for subject, stem, path in tqdm(videos, desc="H36M frames", unit="video", disable=None if progress else True):
         capture = cv2.VideoCapture(path)
         if not capture.isOpened():
             raise MeshconfError(f"{path}: cannot open the video (corrupt, or OpenCV lacks its codec)")

@@ -243,7 +243,8 @@ def run_video(path: str, folder: str, models, args) -> dict:
         expected = min(expected, args.max_frames)
     with atomic_path(video_out, ".mp4") as partial:  # the video appears only when complete
         try:
-            with tqdm(total=expected, desc=os.path.basename(path), unit="frame") as bar:
+            with tqdm(total=expected, desc=os.path.basename(path), unit="frame",
+                      disable=True if args.no_progress else None) as bar:
                 stream = _frames(capture, args.every, args.max_frames)
                 while True:
                     chunk = [(i, to_bgr_u8(f, f"{path} frame {i}"))

@@ -71,7 +71,8 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(prepared), desc="OpenPose", unit="img", initial=sum(p is None for p in prepared))
+        bar = tqdm(total=len(prepared), desc="OpenPose", unit="img", initial=sum(p is None for p in prepared),
+                   disable=None)  # quiet when not on a terminal
 
     def decode_chunk(chunk, paf, heatmap):
         for k, i in enumerate(chunk):

@@ -120,7 +120,8 @@ def _stream(response, part: str, mode: str, have: int, total, limit: int, url: s
             progress: bool) -> None:
     try:
         with open(part, mode) as fh, tqdm(total=total, initial=have, unit="B", unit_scale=True,
-                                          desc=os.path.basename(dest), disable=not progress, leave=False) as bar:
+                                          desc=os.path.basename(dest), disable=None if progress else True,
+                                          leave=False) as bar:
             written = have
             while True:
                 block = response.read(CHUNK)
