@@ -83,6 +83,16 @@ def test_fast_form_is_used_bound_to_the_source_and_survives_damage(tmp_path, mon
     for key, value in first.state_dict().items():
         assert torch.equal(value, second.state_dict()[key]), key
 
+    # a fast form that does not fit the network (a foreign file under its name) is ignored, not loaded
+    from safetensors.torch import save_file
+
+    fast_path = os.path.join(fast_form_dir(), forms[0])
+    save_file({"model0.conv1_1.weight": torch.zeros(2, 2)}, fast_path,
+              metadata=dict(read_fast_form_metadata(fast_path)))
+    foreign = load_body(source)
+    assert torch.equal(foreign.state_dict()["model0.conv1_1.weight"], first.state_dict()["model0.conv1_1.weight"])
+    assert read_fast_form(source, "openpose_body")["model0.conv1_1.weight"].shape == (64, 3, 3, 3)  # rewritten
+
     # a changed source is never served from the old fast form
     write_openpose_weights(source, 1)
     assert read_fast_form(source, "openpose_body") is None
@@ -101,6 +111,13 @@ def test_fast_form_is_used_bound_to_the_source_and_survives_damage(tmp_path, mon
 
     monkeypatch.setenv("MESHCONF_FAST_LOAD", "0")
     assert fast_form_dir() is None and read_fast_form(source, "openpose_body") is None
+
+
+def read_fast_form_metadata(path):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as handle:
+        return handle.metadata()
 
 
 def test_fast_form_of_a_refused_file_is_never_written(tmp_path, monkeypatch):

@@ -164,15 +164,22 @@ def write_fast_form(path, kind: str, state: Mapping[str, torch.Tensor]) -> None:
         sha = file_fingerprint(path)
         name = f"{sha[:32]}-{kind}.safetensors"
         fast = os.path.join(folder, name)
-        if not os.path.isfile(fast):
-            with atomic_path(fast) as tmp:
-                save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp,
-                          metadata={"source_sha256": sha, "kind": kind, "version": FAST_FORM_VERSION})
+        # written anew even when a file of that name exists: this runs only when reading it failed or did not fit
+        with atomic_path(fast) as tmp:
+            save_file({k: v.detach().contiguous() for k, v in state.items()}, tmp,
+                      metadata={"source_sha256": sha, "kind": kind, "version": FAST_FORM_VERSION})
         write_atomic(os.path.join(folder, "index", _source_key(os.fspath(path), kind) + ".json"),
                      json_bytes({"file": name, "sha256": sha, "source": os.path.realpath(path)}))
         _evict(folder)
-    except OSError:
-        return
+    except Exception:  # noqa: BLE001 - best effort: a read-only or full cache (safetensors raises its own
+        return          # error type for I/O failures) must not stop the load that already succeeded
+
+
+def _fits(state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple]) -> bool:
+    return (set(state) <= set(expected)
+            and all(tuple(v.shape) == tuple(expected[k]) for k, v in state.items())
+            and all(v.dtype == torch.float32 or k.endswith("num_batches_tracked") for k, v in state.items())
+            and all(k in state or k.endswith("num_batches_tracked") for k in expected))
 
 
 def _evict(folder: str) -> None:
@@ -182,10 +189,14 @@ def _evict(folder: str) -> None:
         os.unlink(os.path.join(folder, name))  # index entries that point at it then miss and fall back
 
 
-def load_checked(path, kind: str, read_and_check: Callable[[], dict]) -> dict:
+def load_checked(path, kind: str, read_and_check: Callable[[], dict],
+                 expected: Mapping[str, tuple] | None = None) -> dict:
     """The state dict of `path` (module keys), from its fast form when there is one; else `read_and_check()`
-    reads the source with every check, and its result becomes the fast form."""
+    reads the source with every check, and its result becomes the fast form. A fast form whose keys, shapes or
+    dtypes do not fit `expected` (key -> shape) is ignored, never loaded."""
     state = read_fast_form(path, kind)
+    if state is not None and expected is not None and not _fits(state, expected):
+        state = None
     if state is None:
         state = read_and_check()
         write_fast_form(path, kind, state)

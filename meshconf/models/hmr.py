@@ -118,7 +118,7 @@ def load_spin(path, device="cpu", precision: str = "float32", compile: bool = Fa
                          optional=lambda k: k.endswith("num_batches_tracked"))
         return state
 
-    state = load_checked(path, "spin", read_and_check)
+    state = load_checked(path, "spin", read_and_check, _SHAPES)
     with torch.device("meta"):  # no random initialisation of weights that the file replaces at once
         model = HMR()
     missing = [k for k in _SHAPES if k not in state]  # only optional step counters can be missing here

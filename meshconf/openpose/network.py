@@ -142,7 +142,7 @@ def load_body(path, device="cpu", precision: str = "float32", compile: bool = Fa
         by_file_key = {file_key(k): k for k in module_keys}
         return {by_file_key[k]: v for k, v in state.items()}
 
-    state = load_checked(path, "openpose_body", read_and_check)
+    state = load_checked(path, "openpose_body", read_and_check, _SHAPES)
     with torch.device("meta"):  # no random initialisation of 52M weights that the file replaces at once
         model = BodyPoseModel()
     model.load_state_dict(state, strict=True, assign=True)
