@@ -296,13 +296,14 @@ def test_train_job_reproduces_bit_for_bit_in_fresh_processes(shared, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MKL_CBWR", "OMP_NUM_THREADS")}
 
     def job(*argv):
-        done = subprocess.run([sys.executable, "-m", "meshconf", *argv, "--no-progress"], env=env,
+        done = subprocess.run([sys.executable, "-m", "meshconf", *argv], env=env,
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
 
     job("prepare", "--data", str(subset), "--out", str(tmp_path / "prep"), "--split", "frames")
     for run in ("a", "b"):
-        job("train", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / run), "--model", "original")
+        job("train", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / run), "--model", "original",
+            "--no-progress")
     a, b = (load_file(str(tmp_path / run / "original.safetensors")) for run in ("a", "b"))
     assert set(a) == set(b)
     for key in a:
