@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
 import statistics
 import subprocess
@@ -45,18 +44,11 @@ from meshconf.recipe import write_openpose_weights, write_spin_checkpoint  # noq
 from meshconf.runtime import keep_freed_memory  # noqa: E402
 import reference_body  # noqa: E402  (pytorch-openpose's decoder, transcribed loop for loop)
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from memory import cpu_name as cpu_model  # noqa: E402
+
 
 # ------------------------------------------------------------------------------------------------- machine
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def onednn_bf16_kernel() -> str:
     """The oneDNN implementation a bfloat16 convolution runs here (`ONEDNN_VERBOSE`): says whether AMX is used."""
     code = ("import torch; c = torch.nn.Conv2d(64, 64, 3, padding=1).bfloat16().to(memory_format=torch.channels_last);"
@@ -351,7 +343,6 @@ def main(argv=None) -> int:
         from meshconf.dataset import AnnotatedCrops, Annotations
         from meshconf.sp_op.extract import extract
 
-        sys.path.insert(0, str(REPO / "benchmarks"))
         from extract import original_structure
 
         images = tmp / "images"

@@ -5,9 +5,9 @@ ReLUs and concatenations into the convolutions. The module is compiled in place 
 attributes and `state_dict()` stay the same and only `model(x)` takes the fast path. Freezing needs gradients off,
 which every meshconf caller has (`torch.inference_mode`).
 
-Measured on 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), interleaved in one process (benchmarks/speed.py has the
-full table): OpenPose 184x184 batch 1, eager fp32 393 ms, compiled fp32 335 ms (1.17x), eager bf16 204 ms,
-compiled bf16 166 ms; HMR batch 16, folded fp32 1010 ms, compiled 902 ms; bf16 483 / 417 ms. Compiling costs
+Measured on 2-core AMD EPYC Zen 4 (AVX512-BF16, no AMX), interleaved in one process: OpenPose 184x184, compiled
+fp32 0.96-1.02x eager in two benchmark runs (benchmarks/speed.py; one earlier probe said 1.17x), eager bf16 204 ms
+against compiled bf16 166 ms; HMR batch 16, folded fp32 1010 ms against compiled 902 ms, bf16 483 / 417 ms. Compiling costs
 8-30 s per network and shape in a fresh process and 2.6-7.5 s with inductor's on-disk cache warm (dynamo still
 traces), so it pays only when a job runs hundreds of forwards: `COMPILE_MIN_ITEMS`.
 
