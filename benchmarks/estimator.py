@@ -1,8 +1,8 @@
 """Estimator benchmark: `load(name).predict` on 3DPW test (35,515 rows) for the shipped estimators, interleaved call
-by call in one run, with the share the per-joint trees take. Target (issue 17): under 5 s for 35,515 rows on two
-cores. A level-by-level numpy walk of all 2,800 trees (depth-sorted, finished trees skipped) was tried and measured
-0.94x this torch walk, and a torch version of it 0.7x: the cost is 35,515 rows x 2,800 trees x ~10 levels of gathers
-either way; meeting the target needs smaller trees (a recipe change), not another walk.
+by call in one run, with the share v2's trees take. Target (issue 17): under 5 s for 35,515 rows on two cores.
+
+v2's trees are perfect trees of depth 4-5 evaluated level by level for every (row, tree) pair at once
+(`meshconf.classifier.forest`); v1's 2,800 trees of depth up to 19 are walked node by node and stay slow.
 
     python benchmarks/estimator.py [--rows 35515] [--repeats 3] [--json benchmarks/results/estimator.json]
 """
@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import sys
 import time
@@ -27,13 +26,10 @@ sys.path.insert(0, str(REPO))
 
 from meshconf.classifier import data as D  # noqa: E402
 from meshconf.classifier import load  # noqa: E402
+from meshconf.classifier.forest import forest_features  # noqa: E402
 
-
-def cpu_name() -> str:
-    try:
-        return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
+sys.path.insert(0, str(REPO / "benchmarks"))
+from memory import cpu_name  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -48,18 +44,25 @@ def main(argv=None) -> int:
     t_ed, t_conf = torch.from_numpy(ed.astype(np.float32)), torch.from_numpy(conf.astype(np.float32))
     estimators = {name: load(name) for name in ("default", "v1", "original")}
     times = {f"{name} predict": [] for name in estimators}
-    times["default: its trees alone"] = []
+    times["default: its 29 tree models alone"] = []
+    v2 = estimators["default"].net
+    forests = (v2.error, v2.joint_bad, v2.mesh)
     for _ in range(args.repeats):  # interleaved, so host noise affects every variant alike
         for name, est in estimators.items():
             start = time.perf_counter()
             est.predict(ed, conf)
             times[f"{name} predict"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        estimators["default"].net.trees(t_ed, t_conf)
-        times["default: its trees alone"].append(time.perf_counter() - start)
-    trees = estimators["default"].net.trees
-    print(f"CPU: {cpu_name()}; {os.cpu_count()} cores; {len(ed)} rows; default: {trees.roots.numel()} trees, "
-          f"max depth {int(trees.depth)}")
+        with torch.no_grad():
+            x = forest_features(t_ed, t_conf)
+            for forest in forests:
+                forest(x)
+        times["default: its 29 tree models alone"].append(time.perf_counter() - start)
+    shapes = [forest.shape for forest in forests]
+    n_trees = sum(m * t for m, t, _ in shapes)
+    print(f"CPU: {cpu_name()}; {os.cpu_count()} cores, torch threads {torch.get_num_threads()}; {len(ed)} rows; "
+          f"default: {n_trees} trees (models x trees x depth: {shapes}); v1: {estimators['v1'].net.trees.roots.numel()}"
+          f" trees of depth up to {int(estimators['v1'].net.trees.depth)}")
     print(f"{'measurement':42} {'median s':>9} {'min':>7} {'max':>7} {'n':>3}")
     rows = []
     for name, t in times.items():
@@ -70,7 +73,7 @@ def main(argv=None) -> int:
     out = pathlib.Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(dict(benchmark="estimator", cpu=cpu_name(), rows=len(ed), results=rows,
-                                   target_s=5.0, target_met=met), indent=1))
+                                   default_forests=shapes, target_s=5.0, target_met=met), indent=1))
     print(f"wrote {out}")
     return 0
 

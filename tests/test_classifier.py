@@ -313,3 +313,127 @@ def test_train_job_reproduces_bit_for_bit_in_fresh_processes(shared, tmp_path):
     assert metrics["metadata"]["numerics"]["threads"] == 2
     assert metrics["weights_sha256"] == json.loads((tmp_path / "b" / "metrics_original.json").read_text())[
         "weights_sha256"]
+
+
+def test_forest_gives_sklearns_scores_with_shallow_leaves():
+    """v2's perfect-tree arrays give scikit-learn's own raw scores, including trees whose leaves stop above the
+    last level (padded with +inf thresholds) and values that sit exactly on a threshold."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    from meshconf.classifier.forest import Forest, float32_floor, forest_features, monotone_constraints
+
+    s = _synthetic_set(2000, 4)
+    t32 = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in (s.ed, s.conf)]
+    x = forest_features(*t32)
+    x64 = x.double().numpy()
+    regs = [HistGradientBoostingRegressor(max_depth=5, max_leaf_nodes=None, max_iter=15, early_stopping=False,
+                                          min_samples_leaf=300, monotonic_cst=monotone_constraints(j),
+                                          random_state=j).fit(x64, s.se[:, j]) for j in range(3)]
+    assert any(p.nodes["depth"][p.nodes["is_leaf"].astype(bool)].min() < 5 for (p,) in regs[0]._predictors)
+    forest = Forest.from_sklearn(regs, 5)
+    assert forest.shape == (3, 15, 5)
+    np.testing.assert_allclose(forest(x).numpy(), np.stack([m.predict(x64) for m in regs], 1), rtol=0, atol=1e-12)
+    clf = HistGradientBoostingClassifier(max_depth=3, max_leaf_nodes=None, max_iter=10, early_stopping=False,
+                                         random_state=0).fit(x64, s.label_m)
+    on_threshold = x.clone()
+    node = clf._predictors[0][0].nodes[0]
+    on_threshold[:, node["feature_idx"]] = float(float32_floor(np.array([node["num_threshold"]]))[0])
+    for rows in (x, on_threshold):
+        np.testing.assert_allclose(Forest.from_sklearn([clf], 3)(rows).numpy()[:, 0],
+                                   clf.decision_function(rows.double().numpy()), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="deeper"):
+        Forest.from_sklearn([clf], 2)
+    low = float32_floor(np.array([0.1]))[0]
+    assert float(low) <= 0.1 < float(np.nextafter(low, np.float32(1)))
+
+
+def test_block_folds_pair_sources_keep_validation_and_purge():
+    clean, occluded = _synthetic_set(3000, 0, "x_train"), _synthetic_set(3000, 1, "x_occ_train")
+    prep = D.prepare([clean, occluded], seed=3, block=200, purge=20, folds=4)
+    pool, fold = prep.pool, prep.pool_fold
+    assert len(pool) == 6000 and set(np.unique(fold)) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(fold[:3000], fold[3000:])  # the clean and occluded copy: one fold
+    for b in range(0, 3000, 200):
+        assert len(np.unique(fold[b:b + 200])) == 1  # whole blocks
+    val_rows = np.sort(prep.val.rows[prep.val.source == "x_train"])
+    np.testing.assert_array_equal(np.flatnonzero(fold[:3000] == 0), val_rows)  # fold 0 = the validation blocks
+    for k in range(4):
+        fit, held = D.cv_split(prep, k)
+        assert (fold[held] == k).all() and (fold[fit] != k).all() and len(np.intersect1d(fit, held)) == 0
+        gaps = np.abs(pool.rows[fit][:, None] - pool.rows[held][None, :]).min(1)
+        assert gaps.min() > 20
+    # the train/validation split itself is what it was before folds existed (the original recipe's rows)
+    again = D.prepare([clean, occluded], seed=3, block=200, purge=20, folds=2)
+    np.testing.assert_array_equal(again.train.rows, prep.train.rows)
+    np.testing.assert_array_equal(again.val.rows, prep.val.rows)
+
+
+@pytest.mark.slow
+def test_v2_trains_out_of_fold_and_roundtrips(tmp_path):
+    from meshconf.classifier.v2 import train_v2
+
+    def easier(s):  # errors scaled down so that a quarter of the meshes are accurate: operating points exist
+        return D.EDSet(s.name, s.ed * 0.6, s.conf, s.se * 0.6)
+
+    prep = D.prepare([easier(_synthetic_set(1500, 0, "a_train")), easier(_synthetic_set(1500, 1, "a_occ_train"))],
+                     seed=0, block=100, purge=5, folds=3)
+    est, curves, oof = train_v2(prep, seed=0, progress=False)
+    assert est.operating_points and set(est.metadata["cv_metrics_by_source"]) == {"a_train", "a_occ_train"}
+    for source, metrics in est.metadata["cv_metrics_by_source"].items():  # calibrated to hold in each source
+        assert metrics["bound_coverage"] >= 0.9, source
+        for target, _ in est.operating_points:
+            assert metrics[f"precision_at_{target:g}"] >= target - 1e-9, (source, target)
+    assert est.kind == "meshconfv2" and est.metadata["folds"] == 3 and len(curves) == 5
+    assert curves[0].curves["val_loss"]  # the first fold's networks are scored on their held-out fold
+    assert 0 <= est.metadata["blend_tree_weight"] <= 1 and len(est.metadata["stack_coefficients"]) == 4
+    assert oof["n"] == len(prep.pool) and oof["mc_auroc"] > 0.6 and oof["joint_pearson_r_mean"] > 0.4, oof
+    # bounds were calibrated on those out-of-fold rows: their coverage there is at least the target
+    assert oof["bounds"]["coverage"] >= 0.9 and est.bound_coverage == 0.9
+    for point in oof["operating_points"]:
+        assert point["precision"] >= point["target_precision"] - 1e-9
+    path = tmp_path / "v2.safetensors"
+    est.save(path)
+    back = load_file(path)
+    test = _synthetic_set(300, 9, "t")
+    a, b = est.predict(test.ed, test.conf), back.predict(test.ed, test.conf)
+    for field in ("p_accurate", "worst_joint_prob", "joint_error", "joint_error_bound"):
+        np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=0, atol=1e-12)
+    assert back.operating_points == est.operating_points and back.threshold_for(0.8) == est.threshold_for(0.8)
+    np.testing.assert_allclose(a.worst_joint_prob.sum(1), 1, atol=1e-9)
+    assert (a.joint_error >= 0).all() and (a.joint_error_bound >= a.joint_error).all()
+
+
+@pytest.mark.slow
+def test_signals_flow_from_arrays_through_prepare_train_and_evaluate(tmp_path):
+    """`<set>_signals.npy` beside the arrays: prepare keeps them, v2 trains its trees on them, predict needs them
+    (a one-line error without), and evaluate passes them."""
+    from meshconf.signals import NUM_SIGNALS
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, seed in (("s_train", 0), ("s_occ_train", 1), ("s_test", 2)):
+        s = _synthetic_set(1200, seed, name)
+        rng = np.random.default_rng(seed)
+        signals = rng.normal(0, 1, (1200, NUM_SIGNALS))
+        signals[:, 0] = s.se.max(1) + rng.normal(0, 0.01, 1200)  # one signal that knows the answer
+        for key, arr in (("sp_op", s.ed), ("sp_gt", s.se), ("conf", s.conf), ("signals", signals)):
+            np.save(data / f"{name}_{key}.npy", arr)
+    assert cli_main(["prepare", "--data", str(data), "--sets", "s_train", "s_occ_train", "--out",
+                     str(tmp_path / "prep"), "--block", "100", "--purge", "5", "--folds", "2"]) == 0
+    prep = D.load_prepared(tmp_path / "prep")
+    assert prep.pool.signals.shape == (2400, NUM_SIGNALS) and prep.train.signals is not None
+    assert cli_main(["train", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / "w"), "--model",
+                     "default", "--no-progress"]) == 0
+    est = load_file(tmp_path / "w" / "meshconf_v2.safetensors")
+    assert est.needs_signals and est.metadata["signals"][0] == "spin_step_pose_1"
+    test = D.load_set(data, "s_test")
+    with pytest.raises(MeshconfError, match="signals"):
+        est.predict(test.ed, test.conf)
+    pred = est.predict(test.ed, test.conf, signals=test.signals)
+    assert M.evaluate(pred, test)["mc_auroc"] > 0.9  # the informative signal is used
+    assert cli_main(["evaluate", "--data", str(data), "--sets", "s_test", "--model",
+                     str(tmp_path / "w" / "meshconf_v2.safetensors"), "--train-sets", "--no-progress", "--out",
+                     str(tmp_path / "ev")]) == 0
+    np.save(data / "s_test_signals.npy", np.zeros((3, NUM_SIGNALS)))
+    with pytest.raises(MeshconfError, match="shape"):
+        D.load_set(data, "s_test")

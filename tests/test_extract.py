@@ -149,3 +149,59 @@ def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir)
     manifest = json.loads((tmp_path / "two" / "t_manifest.json").read_text())
     assert manifest["processes"] == 2 and len(manifest["row_keys"]) == 5
     assert manifest["row_keys"][1][0] == "b.jpg"
+
+
+@pytest.mark.slow
+def test_extract_signals_job(tmp_path, tiny_dataset, demo_data_dir):
+    """`--signals` writes one row of SIGNAL_COLUMNS per annotation row, hashed in the manifest, without changing
+    ED; a resume that asks for signals does not mix with chunks made without them."""
+    from meshconf.cli import main
+    from meshconf.signals import NUM_SIGNALS, SIGNAL_COLUMNS
+
+    path, root = tiny_dataset
+    common = ["extract", "--annotations", str(path), "--images", str(root), "--name", "t",
+              "--data-dir", str(demo_data_dir), "--no-progress", "--batch-size", "2"]
+    assert main(common + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(common + ["--out", str(tmp_path / "sig"), "--signals"]) == 0
+    signals = np.load(tmp_path / "sig" / "t_signals.npy")
+    assert signals.shape == (5, NUM_SIGNALS) and np.isfinite(signals).all()
+    for suffix in ("sp_op", "conf"):
+        np.testing.assert_array_equal(np.load(tmp_path / "sig" / f"t_{suffix}.npy"),
+                                      np.load(tmp_path / "plain" / f"t_{suffix}.npy"))
+    manifest = json.loads((tmp_path / "sig" / "t_manifest.json").read_text())
+    assert manifest["signal_columns"] == list(SIGNAL_COLUMNS) and "t_signals.npy" in manifest["files"]
+    col = {name: i for i, name in enumerate(SIGNAL_COLUMNS)}
+    assert (signals[:, col["box_px"]] > 0).all() and (signals[:, col["spin_step_pose_1"]] > 0).all()
+    conf = np.load(tmp_path / "sig" / "t_conf.npy")
+    dx = signals[:, col["offset_x_r_ankle"]:col["offset_x_r_ankle"] + 14]
+    dy = signals[:, col["offset_y_r_ankle"]:col["offset_y_r_ankle"] + 14]
+    ed = np.load(tmp_path / "sig" / "t_sp_op.npy")
+    found = conf > 0
+    np.testing.assert_allclose(np.hypot(dx, dy)[found], ed[found], atol=1e-5)  # ED is the offsets' length
+    assert (dx[~found] == 0).all()
+    assert not (tmp_path / "plain" / "t_signals.npy").exists()
+
+
+def test_signal_functions_by_hand():
+    from meshconf import signals as S
+
+    j14 = np.tile([[100.0, 50.0]], (14, 1))
+    j14[0] = (10, 20)  # R ankle
+    mirrored = j14[list(S.J14_FLIP)].copy()
+    mirrored[:, 0] = 223 - mirrored[:, 0]
+    np.testing.assert_allclose(S.flip_disagreement(j14, mirrored), 0, atol=1e-12)
+    mirrored[5, 1] += 11.2  # the mirror image's L ankle is the R ankle: 0.1 off
+    assert S.flip_disagreement(j14, mirrored)[0] == pytest.approx(0.1)
+    row = np.full(20, -1.0)
+    row[C.COCO_TO_J14[0]] = 1  # R ankle -> candidate 1
+    peaks = np.array([[0, 0, 0.4, 0, C.COCO_TO_J14[0]], [0, 0, 0.8, 1, C.COCO_TO_J14[0]], [0, 0, 0.9, 2, 0]])
+    ratio = S.second_peak_ratio(peaks, row)
+    assert ratio[0] == pytest.approx(0.5) and ratio[1] == S.MISSING
+    a, b = C.OP_LIMBS[0]
+    row[a], row[b] = 0, 2
+    conn = np.array([[0, 0, 2, 0.7, 0, 0]])
+    assert S.paf_scores(conn, row)[0] == pytest.approx(0.7) and S.paf_scores(conn, row)[1:].sum() == 0
+    border = np.full((14, 2), 100.0)
+    border[3] = (-5, 100)
+    border[4] = (100, 222.5)
+    np.testing.assert_array_equal(np.flatnonzero(S.at_border(border)), [3, 4])

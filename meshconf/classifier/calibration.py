@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+BOUND_EPS = 0.01  # normalised units (1.1 px): the log scale of the bounds starts near the label's resolution
+
 
 def conformal_log_quantiles(estimate: np.ndarray, se: np.ndarray, coverage: float = 0.9,
                             eps: float = 0.01) -> np.ndarray:
@@ -64,3 +66,16 @@ def risk_coverage(p: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     k = np.arange(1, len(order) + 1)
     risk = np.cumsum(wrong) / k
     return k / len(order), risk, float(risk.mean())
+
+
+def group_quantiles(quantiles, estimate, se, groups, coverage: float, eps: float) -> np.ndarray:
+    """Per joint, the largest of each group's conformal quantile: the bound then covers every group."""
+    return np.max([quantiles(estimate[groups == g], se[groups == g], coverage, eps) for g in np.unique(groups)],
+                  axis=0)
+
+
+def group_operating_points(p, label, groups, precisions=(0.8, 0.85, 0.9, 0.95)) -> list:
+    """`operating_points` that every group reaches: per target, the largest of the groups' thresholds."""
+    per_group = [dict(operating_points(p[groups == g], label[groups == g], precisions)) for g in np.unique(groups)]
+    return [[float(t), max(points[t] for points in per_group)] for t in precisions
+            if all(t in points for points in per_group)]

@@ -19,6 +19,7 @@ from ..errors import MeshconfError
 from ..fileio import atomic_path, write_json
 
 SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy"}
+SIGNALS_SUFFIX = "_signals.npy"  # optional: `meshconf extract --signals`
 
 
 @dataclass
@@ -31,9 +32,12 @@ class EDSet:
     se: np.ndarray | None = None  # (N, 14), None when there is no ground truth
     rows: np.ndarray = field(default=None)
     source: np.ndarray = field(default=None)  # (N,) source set name per row
+    signals: np.ndarray | None = None  # (N, S) `meshconf.signals` columns, when extracted with --signals
 
     def __post_init__(self):
         n = len(self.ed)
+        if self.signals is not None and (self.signals.ndim != 2 or len(self.signals) != n):
+            raise MeshconfError(f"set {self.name}: signals have shape {self.signals.shape}, expected ({n}, S)")
         for key in ("ed", "conf") + (("se",) if self.se is not None else ()):
             arr = getattr(self, key)
             if arr.ndim != 2 or arr.shape != (n, C.NUM_J14):
@@ -48,7 +52,8 @@ class EDSet:
 
     def subset(self, index, name=None) -> "EDSet":
         return EDSet(name or self.name, self.ed[index], self.conf[index],
-                     None if self.se is None else self.se[index], self.rows[index], self.source[index])
+                     None if self.se is None else self.se[index], self.rows[index], self.source[index],
+                     None if self.signals is None else self.signals[index])
 
     @property
     def label_m(self) -> np.ndarray:
@@ -92,12 +97,15 @@ def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = F
             arrays[key] = np.load(path, allow_pickle=False).astype(np.float64)
         except (ValueError, OSError, EOFError) as exc:
             raise MeshconfError(f"cannot read {path} ({exc})") from None
-    result = EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"])
+    signals_path = os.path.join(folder, prefix + SIGNALS_SUFFIX)
+    signals = _load_signals(signals_path, len(arrays["ed"])) if os.path.isfile(signals_path) else None
+    result = EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"], signals=signals)
     bad = np.zeros(len(result), bool)
-    for key, suffix in SUFFIXES.items():
-        if arrays[key] is None:
+    for key, suffix in list(SUFFIXES.items()) + [("signals", SIGNALS_SUFFIX)]:
+        array = signals if key == "signals" else arrays[key]
+        if array is None:
             continue
-        rows = ~np.isfinite(arrays[key]).all(axis=1)
+        rows = ~np.isfinite(array).all(axis=1)
         if rows.any() and not drop_nonfinite:
             first = int(np.flatnonzero(rows)[0])
             raise MeshconfError(f"{os.path.join(folder, prefix + suffix)}: array {key} holds NaN or infinite values "
@@ -110,6 +118,19 @@ def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = F
     return result
 
 
+def _load_signals(path: str, n: int) -> np.ndarray:
+    from ..signals import NUM_SIGNALS
+
+    try:
+        signals = np.load(path, allow_pickle=False).astype(np.float64)
+    except (ValueError, OSError, EOFError) as exc:
+        raise MeshconfError(f"cannot read {path} ({exc})") from None
+    if signals.shape != (n, NUM_SIGNALS):
+        raise MeshconfError(f"{path} has shape {signals.shape}, expected ({n}, {NUM_SIGNALS}) "
+                            f"(meshconf.signals.SIGNAL_COLUMNS); extract it again with this version")
+    return signals
+
+
 def find_sets(folder, pattern: str = "*") -> list[str]:
     """Set prefixes in a folder (every `<prefix>_sp_op.npy` with its `_conf.npy`)."""
     if not os.path.isdir(folder):
@@ -120,9 +141,11 @@ def find_sets(folder, pattern: str = "*") -> list[str]:
 
 
 def concat(sets: list[EDSet], name: str) -> EDSet:
+    """One set of several; signals are kept only when every set has them."""
+    signals = None if any(s.signals is None for s in sets) else np.concatenate([s.signals for s in sets])
     return EDSet(name, np.concatenate([s.ed for s in sets]), np.concatenate([s.conf for s in sets]),
                  np.concatenate([s.se for s in sets]), np.concatenate([s.rows for s in sets]),
-                 np.concatenate([s.source for s in sets]))
+                 np.concatenate([s.source for s in sets]), signals)
 
 
 @dataclass
@@ -134,6 +157,8 @@ class Prepared:
     seed: int
     counts: dict
     split: dict = field(default_factory=dict)
+    pool: EDSet | None = None  # every row of every source (no purge), for block cross-validation
+    pool_fold: np.ndarray | None = None  # (len(pool),) fold of each row; fold 0 = the validation blocks
 
     def original(self, part: str) -> EDSet:
         """The rows the original recipe trains on (its filters applied)."""
@@ -184,20 +209,53 @@ def purge_rows(train: np.ndarray, val: np.ndarray, purge: int) -> np.ndarray:
     return train[~near[train]]
 
 
+def block_folds(n: int, val: np.ndarray, block: int, folds: int, seed: int) -> np.ndarray:
+    """Fold of each of n rows: the validation blocks are fold 0, the other blocks go round-robin, in a seeded
+    order, to folds 1..folds-1. Its own generator, so the train/validation split stays what it was."""
+    fold = np.zeros(n, np.int64)
+    starts = np.arange(0, n, block)
+    in_val = np.isin(starts, val)
+    rest = np.random.default_rng([seed, 17]).permutation(starts[~in_val])
+    for i, start in enumerate(rest):
+        fold[start:start + block] = 1 + i % max(folds - 1, 1)
+    fold[val] = 0
+    return fold
+
+
+def cv_split(prep: "Prepared", k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pool rows to fit on and rows to predict for fold k: the fold's rows are held out, and so are the rows within
+    the purge gap of them in the same frames (paired sources count as one sequence of frames)."""
+    pool, fold = prep.pool, prep.pool_fold
+    held = np.flatnonzero(fold == k)
+    fit = np.zeros(len(pool), bool)
+    fit[fold != k] = True
+    purge = int(prep.split.get("purge", 0))
+    keys = np.array([pair_key(str(n)) for n in pool.source])
+    for key in np.unique(keys):
+        mine = keys == key
+        held_frames = pool.rows[mine & (fold == k)]
+        other = np.flatnonzero(mine & (fold != k))
+        if purge and len(held_frames):
+            kept = purge_rows(pool.rows[other], held_frames, purge)
+            fit[other] = np.isin(pool.rows[other], kept)
+    return np.flatnonzero(fit), held
+
+
 def pair_key(name: str) -> str:
     """Sources that are the same frames row for row (3dpw_train and 3dpw_occ_train) share one split."""
     return name.replace("_occ", "")
 
 
 def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: int = 1,
-            purge: int = 0) -> Prepared:
+            purge: int = 0, folds: int = 5) -> Prepared:
     """Split each source with a seeded generator (the original: unseeded, frame level), concatenate, shuffle.
 
     `block` > 1 keeps contiguous runs of rows (video frames) together, `purge` drops train rows within that many
     rows of a validation row, and sources that are the same frames (`pair_key`, equal length) share their split,
-    so the clean and the occluded copy of a frame are always on the same side: a leak-free validation split."""
+    so the clean and the occluded copy of a frame are always on the same side: a leak-free validation split.
+    Every row also gets one of `folds` block folds (fold 0 = validation), for cross-validation."""
     rng = np.random.default_rng(seed)
-    train_parts, val_parts, counts = [], [], {}
+    train_parts, val_parts, counts, fold_parts = [], [], {}, []
     shared: dict[tuple, tuple] = {}
     for s in sets:
         key = (pair_key(s.name), len(s))
@@ -206,8 +264,10 @@ def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: 
             size = min(block, max(1, len(s) // 10))
             gap = min(purge, size // 4) if size < block else purge
             train_idx, val_idx = split_rows(len(s), rng, val_fraction, size)
-            shared[key] = (purge_rows(train_idx, val_idx, gap), val_idx, len(train_idx), size, gap)
-        train_idx, val_idx, before_purge, size, gap = shared[key]
+            shared[key] = (purge_rows(train_idx, val_idx, gap), val_idx, len(train_idx), size, gap,
+                           block_folds(len(s), val_idx, size, folds, seed))
+        train_idx, val_idx, before_purge, size, gap, fold = shared[key]
+        fold_parts.append(fold)
         n_val = len(val_idx)
         val_parts.append(s.subset(val_idx))
         train_parts.append(s.subset(train_idx))
@@ -220,15 +280,15 @@ def prepare(sets: list[EDSet], seed: int = 0, val_fraction: float = 0.2, block: 
     val = concat(val_parts, "val")
     train = train.subset(rng.permutation(len(train)), "train")
     val = val.subset(rng.permutation(len(val)), "val")
-    return Prepared(train, val, seed, counts, {"block": block, "purge": purge, "val_fraction": val_fraction})
+    return Prepared(train, val, seed, counts, {"block": block, "purge": purge, "val_fraction": val_fraction,
+                                               "folds": folds}, concat(sets, "pool"), np.concatenate(fold_parts))
 
 
 def save_prepared(p: Prepared, out_dir) -> None:
     """Tables (npz, plus the original's CSV columns) and the split (source + row per sample), atomically."""
     os.makedirs(out_dir, exist_ok=True)
     for part in (p.train, p.val):
-        _atomic_savez(os.path.join(out_dir, f"{part.name}.npz"), ed=part.ed, conf=part.conf, se=part.se,
-                      rows=part.rows, source=part.source.astype(str))
+        _atomic_savez(os.path.join(out_dir, f"{part.name}.npz"), **_arrays(part))
         # The original's CSV (its filters applied, raw ED and its three label columns), for comparison.
         orig = p.original(part.name)
         header = ",".join([f"sp_op_{j}" for j in range(14)] + ["label_m", "label_wj", "label_c"])
@@ -237,10 +297,14 @@ def save_prepared(p: Prepared, out_dir) -> None:
         fmt = ["%.10g"] * 14 + ["%d"] * 3
         _atomic_write(os.path.join(out_dir, f"all_{part.name}.csv"),
                       lambda fh, t=table: np.savetxt(fh, t, delimiter=",", header=header, comments="", fmt=fmt))
-    meta = {"seed": p.seed, "counts": p.counts, "ed_mean": p.ed_mean.tolist(), "ed_var": p.ed_var.tolist(),
+    if p.pool is not None:
+        _atomic_savez(os.path.join(out_dir, "pool.npz"), **_arrays(p.pool), fold=p.pool_fold)
+    signals = p.pool is not None and p.pool.signals is not None
+    meta = {"seed": p.seed, "counts": p.counts, "signals": signals, "ed_mean": p.ed_mean.tolist(), "ed_var": p.ed_var.tolist(),
             "original_filters": "conf[R hip], conf[L hip], conf[neck] >= 0.1 and every SE <= 1",
             "split": {**p.split, "how": "per source (paired sources share it), numpy default_rng(seed); `rows` index "
-                      "the source arrays, `source` names them; val.npz holds the validation rows"}}
+                      "the source arrays, `source` names them; val.npz holds the validation rows; pool.npz every row "
+                      "with its block fold (fold 0 = validation, the other blocks round-robin in a seeded order)"}}
     write_json(os.path.join(out_dir, "prepared.json"), meta)
 
 
@@ -253,9 +317,24 @@ def load_prepared(folder) -> Prepared:
     parts = {}
     for name in ("train", "val"):
         with np.load(os.path.join(folder, f"{name}.npz"), allow_pickle=False) as z:
-            parts[name] = EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"])
+            parts[name] = _from_arrays(name, z)
     split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
-    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"], split)
+    pool = fold = None
+    pool_path = os.path.join(folder, "pool.npz")
+    if os.path.isfile(pool_path):  # folders prepared before cross-validation existed have none
+        with np.load(pool_path, allow_pickle=False) as z:
+            pool, fold = _from_arrays("pool", z), z["fold"]
+    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"], split, pool, fold)
+
+
+def _arrays(s: EDSet) -> dict:
+    out = dict(ed=s.ed, conf=s.conf, se=s.se, rows=s.rows, source=s.source.astype(str))
+    return out if s.signals is None else {**out, "signals": s.signals}
+
+
+def _from_arrays(name: str, z) -> EDSet:
+    return EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"],
+                 z["signals"] if "signals" in z.files else None)
 
 
 def _atomic_write(path, writer) -> None:

@@ -68,7 +68,9 @@ def run(args) -> int:
             results[label] = {}
             for n, s in sets.items():  # one step per (estimator, set): the default estimator's trees take a while
                 bar.set_postfix_str(f"{label} on {n}")
-                results[label][n] = M.evaluate(estimator.predict(s.ed, s.conf), s, estimator.operating_points)
+                signals = s.signals if estimator.needs_signals else None
+                results[label][n] = M.evaluate(estimator.predict(s.ed, s.conf, signals=signals), s,
+                                               estimator.operating_points)
                 bar.update(1)
     train_names = args.train_sets if args.train_sets is not None else [s for s in D.find_sets(args.data)
                                                                        if "train" in s]

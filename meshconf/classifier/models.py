@@ -18,8 +18,8 @@ from torch import nn
 from .. import constants as C
 from ..errors import MeshconfError
 from ..fileio import atomic_path
+from .calibration import BOUND_EPS
 
-BOUND_EPS = 0.01  # normalised units (1.1 px): the log scale of the bounds starts near the label's resolution
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
 
 
@@ -132,7 +132,7 @@ class Estimator:
 
     @property
     def predicts_joint_error(self) -> bool:
-        return self.kind in ("meshconfnet", "meshconfstack")
+        return self.kind in ("meshconfnet", "meshconfstack", "meshconfv2")
 
     # ------------------------------------------------------------------------------------------- calibration
     @property
@@ -157,24 +157,49 @@ class Estimator:
                                    " (it was not calibrated; see `meshconf train`)"))
         return min(points)[1]
 
+    def accepts(self, p_accurate: float, precision: float) -> tuple[bool, float]:
+        """(whether a mesh with this P(accurate) passes the operating point for `precision`, its threshold)."""
+        threshold = self.threshold_for(precision)
+        return bool(np.isfinite(p_accurate) and p_accurate >= threshold), threshold
+
     def calibrate(self, ed, conf, se, coverage: float = 0.9, precisions=(0.8, 0.85, 0.9, 0.95),
                   eps: float = BOUND_EPS) -> dict:
         """Split-conformal per-joint bounds on a log scale and operating points, from a calibration split that the
         estimator was not trained on. Stored in the metadata (plain numbers), so they ship with the weights."""
-        from .calibration import conformal_log_quantiles, operating_points
+        return self.calibrate_prediction(self.predict(ed, conf), se, coverage, precisions, eps)
 
-        pred = self.predict(ed, conf)
+    def calibrate_prediction(self, pred: Prediction, se, coverage: float = 0.9,
+                             precisions=(0.8, 0.85, 0.9, 0.95), eps: float = BOUND_EPS, groups=None) -> dict:
+        """`calibrate` from predictions made without the calibration rows (v2: out-of-fold predictions).
+
+        `groups` (one name per row, e.g. the source set): calibrate so that the bounds' coverage and the operating
+        points' precision hold within every group, not only on the pooled rows: per joint the largest group
+        quantile, per target precision the largest group threshold (a target some group cannot reach is left
+        out). The occluded copy of a dataset is a regime with fewer accurate meshes: a threshold fitted on the pool
+        falls short there, as one fitted on 3DPW would on a harder dataset."""
+        from .calibration import conformal_log_quantiles, group_operating_points, group_quantiles
+
         se = np.asarray(se, dtype=np.float64)
         labels = (se.max(axis=1) <= C.ACCURATE_SE_THRESHOLD).astype(int)
+        groups = np.zeros(len(se), dtype=int) if groups is None else np.asarray(groups)
+        names = [str(g) for g in np.unique(groups)]
+        how = "" if len(names) == 1 else f"; the largest over the calibration groups {names}"
         if pred.joint_error is not None:
-            q = conformal_log_quantiles(pred.joint_error, se, coverage, eps)
+            q = group_quantiles(conformal_log_quantiles, pred.joint_error, se, groups, coverage, eps)
             self.metadata["bounds"] = {"coverage": coverage, "eps": eps, "log_quantile": q.tolist(),
-                                       "method": "split-conformal on log(SE + eps) - log(estimate + eps), per joint",
-                                       "calibration_rows": int(len(se))}
-        self.metadata["operating_points"] = operating_points(pred.p_accurate, labels, precisions)
+                                       "method": "split-conformal on log(SE + eps) - log(estimate + eps), per joint"
+                                                 + how, "calibration_rows": int(len(se))}
+        self.metadata["operating_points"] = group_operating_points(pred.p_accurate, labels, groups, precisions)
+        if len(names) > 1:
+            self.metadata["operating_points_method"] = "the lowest threshold reaching the precision" + how
         return self.metadata
 
-    def predict(self, ed, conf=None, batch_size: int = 65536) -> Prediction:
+    @property
+    def needs_signals(self) -> bool:
+        """Whether predict() needs `signals` (a v2 trained on `extract --signals` arrays)."""
+        return self.kind == "meshconfv2" and int(self.net.n_signals) > 0
+
+    def predict(self, ed, conf=None, batch_size: int = 65536, signals=None) -> Prediction:
         ed = np.asarray(ed, dtype=np.float32)
         if ed.ndim == 1:
             ed = ed[None]
@@ -186,21 +211,30 @@ class Estimator:
             conf = np.ones_like(ed)
         conf = np.asarray(conf, dtype=np.float32).reshape(ed.shape)
         ed = np.nan_to_num(ed, nan=ED_CLIP, posinf=ED_CLIP)
+        extra = ()
+        if self.needs_signals:
+            if signals is None:
+                self.net.parts(torch.from_numpy(ed[:1]), torch.from_numpy(conf[:1]))  # its one-line error
+            extra = (np.asarray(signals, dtype=np.float32).reshape(len(ed), -1),)
         outs = []
         with torch.no_grad():
             for s in range(0, len(ed), batch_size):
-                mc, wj, err = self.net(torch.from_numpy(ed[s:s + batch_size]), torch.from_numpy(conf[s:s + batch_size]))
+                mc, wj, err = self.net(torch.from_numpy(ed[s:s + batch_size]), torch.from_numpy(conf[s:s + batch_size]),
+                                       *(torch.from_numpy(a[s:s + batch_size]) for a in extra))
                 outs.append((torch.sigmoid(mc).numpy(), torch.softmax(wj, dim=1).numpy(),
                              None if err is None else err.numpy()))
         p = np.concatenate([o[0] for o in outs])
         w = np.concatenate([o[1] for o in outs])
         e = None if outs[0][2] is None else np.concatenate([o[2] for o in outs]).astype(np.float64)
-        bound = None
+        return Prediction(p.astype(np.float64), w.astype(np.float64), e, self.bound_of(e))
+
+    def bound_of(self, joint_error: np.ndarray | None) -> np.ndarray | None:
+        """Per-joint upper bounds of estimated errors (None without calibrated bounds)."""
         bounds = self.metadata.get("bounds")
-        if e is not None and bounds:
-            eps = float(bounds["eps"])
-            bound = (e + eps) * np.exp(np.asarray(bounds["log_quantile"], dtype=np.float64)) - eps
-        return Prediction(p.astype(np.float64), w.astype(np.float64), e, bound)
+        if joint_error is None or not bounds:
+            return None
+        eps = float(bounds["eps"])
+        return (joint_error + eps) * np.exp(np.asarray(bounds["log_quantile"], dtype=np.float64)) - eps
 
     def save(self, path) -> None:
         from safetensors.torch import save_file
@@ -238,7 +272,10 @@ def load_file(path) -> Estimator:
         if key in expected and tensor.dtype != expected[key].dtype:
             raise MeshconfError(f"{path}: tensor {key} is {str(tensor.dtype).replace('torch.', '')}, expected "
                                 f"{str(expected[key].dtype).replace('torch.', '')}")
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        # a perfect-tree forest's padding nodes hold +inf thresholds (every row goes left); nothing else may
+        finite = tensor if not (kind == "meshconfv2" and key.endswith(".threshold")) else \
+            tensor.masked_fill(tensor == float("inf"), 0)
+        if tensor.is_floating_point() and not torch.isfinite(finite).all():
             raise MeshconfError(f"{path}: tensor {key} holds NaN or infinite values; the estimator is damaged")
     try:
         net.load_state_dict(tensors, strict=True)
@@ -266,14 +303,30 @@ def _build(kind, tensors: dict, path: str):
         hidden = tensors["network.members.0.body.0.weight"].shape[0]
         trees = JointTrees(len(tensors["trees.feature"]), tensors["trees.roots"].shape[1])
         net = Stacked(Ensemble([MeshConfNet(hidden) for _ in range(n_members)]), trees)
+    elif kind == "meshconfv2":
+        from .forest import Forest
+        from .v2net import V2
+
+        n_members = len({k.split(".")[2] for k in tensors if k.startswith("network.members.")})
+        if not n_members:
+            raise MeshconfError(f"{path} holds no network members")
+        hidden = tensors["network.members.0.body.0.weight"].shape[0]
+        forests = []
+        for name in ("error", "joint_bad", "mesh"):
+            nodes, models = tensors[f"{name}.feature"].shape[0], tensors[f"{name}.baseline"].shape[0]
+            depth = int(np.log2(tensors[f"{name}.leaf"].shape[1]))
+            if models < 1 or nodes % models:
+                raise ValueError(f"{name}: {nodes} trees do not split into {models} models")
+            forests.append(Forest(models, nodes // models, depth))
+        net = V2(Ensemble([MeshConfNet(hidden) for _ in range(n_members)]), *forests)
     else:
         raise MeshconfError(f"{path} is not a meshconf estimator (kind {kind!r})")
     return net, kind
 
 
-# default = v2: the v1 recipe trained on the leak-free block split, with per-joint bounds and operating points;
-# v1: the former default (frame-level split, no bounds); original: the paper's recipe.
-SHIPPED = {"default": "meshconfstack_v2.safetensors", "v1": "meshconfstack.safetensors",
+# default = v2 (meshconf.classifier.v2): trees and network combined and calibrated out of fold, with per-joint
+# bounds and operating points; v1: the former default (frame-level split, no bounds); original: the paper's recipe.
+SHIPPED = {"default": "meshconf_v2.safetensors", "v2": "meshconf_v2.safetensors", "v1": "meshconfstack.safetensors",
            "original": "original.safetensors"}
 
 

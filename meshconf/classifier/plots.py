@@ -28,7 +28,8 @@ def training_curves(histories, path) -> None:
         epochs = np.arange(1, len(h.curves["train_loss"]) + 1)
         for ax, key, label in ((row[0], "loss", "loss"), (row[1], "acc", "accuracy")):
             ax.plot(epochs, h.curves[f"train_{key}"], label="training")
-            ax.plot(epochs, h.curves[f"val_{key}"], label="validation")
+            if h.curves.get(f"val_{key}"):
+                ax.plot(epochs, h.curves[f"val_{key}"], label=h.held_out_label)
             ax.set_title(f"{h.name}: {label}")
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)

@@ -28,6 +28,9 @@ def add_arguments(parser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--block", type=int, default=1000,
                         help="with --split blocks: rows per block (default: %(default)s)")
+    parser.add_argument("--folds", type=int, default=5,
+                        help="block folds for cross-validation (fold 0 = the validation blocks); v2 is fitted, "
+                             "combined and calibrated on them (default: %(default)s)")
     parser.add_argument("--purge", type=int, default=50,
                         help="with --split blocks: train rows dropped on each side of a validation block "
                              "(default: %(default)s)")
@@ -39,13 +42,17 @@ def run(args) -> int:
     sets = [D.load_set(args.data, name, drop_nonfinite=args.drop_nonfinite) for name in args.sets]
     if args.block < 1 or args.purge < 0:
         raise MeshconfError("--block must be at least 1 and --purge at least 0")
+    if args.folds < 2:
+        raise MeshconfError(f"--folds must be at least 2, got {args.folds}")
     block, purge = (args.block, args.purge) if args.split == "blocks" else (1, 0)
-    prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=block, purge=purge)
+    prep = D.prepare(sets, seed=args.seed, val_fraction=args.val_fraction, block=block, purge=purge,
+                     folds=args.folds)
     D.save_prepared(prep, args.out)
     for name, c in prep.counts.items():
         print(f"  {name}: {c['rows']} rows, original filters keep {c['original_filter_kept']}; "
               f"split {c['train']} train / {c['val']} val")
-    print(f"wrote {args.out}: train.npz, val.npz, all_train.csv, all_val.csv, prepared.json (seed {args.seed})")
+    print(f"wrote {args.out}: train.npz, val.npz, pool.npz ({args.folds} folds), all_train.csv, all_val.csv, "
+          f"prepared.json (seed {args.seed})")
     return 0
 
 

@@ -24,6 +24,7 @@ from .models import SHIPPED
 from ..errors import MeshconfError
 from ..fileio import write_json
 from .training import stack_with_trees, train_meshconfnet, train_original
+from .v2 import train_v2
 
 REPRODUCIBLE_THREADS = 2
 MKL_MODE = "COMPATIBLE,STRICT"
@@ -53,9 +54,9 @@ def weights_digest(path) -> str:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="folder written by `meshconf prepare`")
-    parser.add_argument("--model", choices=["default", "original", "both"], default="both",
-                        help="which estimator to train: meshconf's (default), the original recipe, or both "
-                             "(default: %(default)s)")
+    parser.add_argument("--model", choices=["default", "original", "both", "v1"], default="both",
+                        help="which estimator to train: meshconf's v2 (default), the original recipe, both, or the "
+                             "former default v1 (default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=REPRODUCIBLE_THREADS,
@@ -72,21 +73,29 @@ def run(args) -> int:
                             f"folder and pass --estimator <file>, or add --replace-shipped to overwrite them")
     if args.threads < 1:
         raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
+    from threadpoolctl import threadpool_limits
+
     numerics = reproducible_numerics(args.threads)
     prep = D.load_prepared(args.prepared)
     os.makedirs(args.out, exist_ok=True)
     todo = ["original", "default"] if args.model == "both" else [args.model]
+    progress = not args.no_progress
     for name in todo:
-        trainer = train_original if name == "original" else train_meshconfnet
-        estimator, histories = trainer(prep, seed=args.seed, progress=not args.no_progress)
-        if name == "default":  # per-joint trees stacked with the network (meshconf.classifier.trees)
-            estimator = stack_with_trees(estimator, prep, seed=args.seed, progress=not args.no_progress)
-        val = prep.original("val") if name == "original" else prep.sane("val")
-        # Per-joint bounds and operating points from the validation split: never used for the network or tree
-        # weights (only for temperatures and the 3-number stack); leak-free when prepared with --split blocks.
-        estimator.calibrate(val.ed, val.conf, val.se)
-        estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
-        val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
+        with threadpool_limits(args.threads):  # scikit-learn's OpenMP trees: the same thread count every time
+            if name == "default":  # v2: fitted, combined and calibrated out of fold (meshconf.classifier.v2)
+                estimator, histories, val_metrics = train_v2(prep, seed=args.seed, progress=progress)
+                estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
+            else:
+                estimator, histories = (train_original if name == "original" else train_meshconfnet)(
+                    prep, seed=args.seed, progress=progress)
+                if name == "v1":  # per-joint trees stacked with the network (meshconf.classifier.trees)
+                    estimator = stack_with_trees(estimator, prep, seed=args.seed, progress=progress)
+                val = prep.original("val") if name == "original" else prep.sane("val")
+                # Bounds and operating points from the validation split, which fitted no network or tree weight
+                # (only temperatures and the 3-number stack); leak-free when prepared with --split blocks.
+                estimator.calibrate(val.ed, val.conf, val.se)
+                estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
+                val_metrics = M.evaluate(estimator.predict(val.ed, val.conf), val)
         estimator.metadata.update(training_data=sorted(prep.counts), split_counts=prep.counts, numerics=numerics,
                                   prepared_seed=prep.seed, validation_metrics={
                                       k: v for k, v in val_metrics.items() if not isinstance(v, (list, dict))})
@@ -96,7 +105,8 @@ def run(args) -> int:
         write_json(os.path.join(args.out, f"metrics_{name}.json"),
                    {"metadata": estimator.metadata, "weights_sha256": weights_digest(weights),
                     "history": [h.__dict__ for h in histories]})
-        print(f"{name}: validation MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
+        where = "out-of-fold" if name == "default" else "validation"
+        print(f"{name}: {where} MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
               f"WJC top-1 {val_metrics['wj_top1']:.3f}, top-3 {val_metrics['wj_top3']:.3f} -> {weights}")
     return 0
 

@@ -23,13 +23,14 @@ class History:
 
     name: str
     curves: dict = field(default_factory=lambda: {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc")})
+    held_out_label: str = "validation"
 
     def add(self, **values):
         for k, v in values.items():
             self.curves[k].append(float(v))
 
 
-def _tensors(s: EDSet):
+def tensors(s: EDSet):
     return (torch.tensor(s.ed, dtype=torch.float32), torch.tensor(s.conf, dtype=torch.float32),
             torch.tensor(s.se, dtype=torch.float32), torch.tensor(s.label_m, dtype=torch.float32),
             torch.tensor(s.label_wj, dtype=torch.long))
@@ -55,6 +56,9 @@ def _epochs(model, loss_fn, optimizer, train, val, epochs, batch, gen, history, 
         if scheduler is not None:
             scheduler.step()
         model.eval()
+        if val is None:  # a final fit on every row: nothing held out to score
+            history.add(train_loss=total_loss / n, train_acc=total_correct / n)
+            continue
         with torch.no_grad():
             out = model(val)
             val_loss = loss_fn(out, val).item()
@@ -79,7 +83,7 @@ def train_original(prep: Prepared, seed: int = 0, epochs_mc: int = 20, epochs_wj
                    progress: bool = True) -> tuple[Estimator, list[History]]:
     torch.manual_seed(seed)
     models = OriginalModels(prep.ed_mean, prep.ed_var)
-    train, val = _tensors(prep.original("train")), _tensors(prep.original("val"))
+    train, val = tensors(prep.original("train")), tensors(prep.original("val"))
     gen = torch.Generator().manual_seed(seed)
     h_mc, h_wj = History("mesh classifier (MC)"), History("worst-joint classifier (WJC)")
     bce = nn.BCELoss()
@@ -139,10 +143,10 @@ def train_meshconfnet(prep: Prepared, seed: int = 0, members: int = 5, epochs: i
                       lr: float = 2e-3, hidden: int = 256, progress: bool = True) -> tuple[Estimator, list[History]]:
     """An ensemble of `members` networks seeded seed, seed+1, ..., each trained and calibrated on the same split."""
     train_set, val_set = prep.sane("train"), prep.sane("val")
-    train, val = _tensors(train_set), _tensors(val_set)
+    train, val = tensors(train_set), tensors(val_set)
     nets, histories = [], []
     for k in range(members):
-        net, history = _train_one(train, val, seed + k, epochs, batch, lr, hidden, progress,
+        net, history = train_member(train, val, seed + k, epochs, batch, lr, hidden, progress,
                                   desc=f"member {k + 1}/{members}")
         history.name = f"meshconf network, member {k + 1}/{members}"
         nets.append(net)
@@ -155,8 +159,10 @@ def train_meshconfnet(prep: Prepared, seed: int = 0, members: int = 5, epochs: i
     return Estimator(Ensemble(nets), "meshconfnet", meta), histories
 
 
-def _train_one(train, val, seed, epochs, batch, lr, hidden, progress,
-               desc: str = "meshconfnet") -> tuple[MeshConfNet, History]:
+def train_member(train, val, seed, epochs, batch, lr, hidden, progress, desc: str = "meshconfnet",
+               temperature: bool = True) -> tuple[MeshConfNet, History]:
+    """One member. `temperature`: fit the two temperatures on `val` (v1); v2 leaves them at 1, since its stacker
+    rescales the logits on out-of-fold predictions."""
     torch.manual_seed(seed)
     net = MeshConfNet(hidden)
     feats = meshconfnet_features(train[0], train[1])
@@ -170,10 +176,11 @@ def _train_one(train, val, seed, epochs, batch, lr, hidden, progress,
     _epochs(model, _multitask_loss, opt, train, val, epochs, batch, gen, history,
             lambda out, it: (out[0] > 0).float() == it[3], desc, progress, scheduler=sched)
     net.eval()
-    with torch.no_grad():
-        mc, wj, _ = net.raw(val[0], val[1])
-    net.t_mc.fill_(_fit_temperature(mc, val[3], binary=True))
-    net.t_wj.fill_(_fit_temperature(wj, val[4], binary=False))
+    if temperature:
+        with torch.no_grad():
+            mc, wj, _ = net.raw(val[0], val[1])
+        net.t_mc.fill_(_fit_temperature(mc, val[3], binary=True))
+        net.t_wj.fill_(_fit_temperature(wj, val[4], binary=False))
     return net, history
 
 

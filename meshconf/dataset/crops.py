@@ -7,6 +7,7 @@ import os
 import numpy as np
 import torch
 
+from .. import constants as C
 from .. import geometry
 from ..errors import MeshconfError
 from ..imageio import read_bgr
@@ -40,9 +41,11 @@ class AnnotatedCrops(torch.utils.data.Dataset):
                     out.reshape(-1, 2)[k] = geometry.transform_point(p, center, scale)
             return out
 
-        return {"index": i, "crop": crop, "joints2d": to_crop(a.joints2d[i]), "spine2d": to_crop(a.spine2d[i])}
+        return {"index": i, "crop": crop, "joints2d": to_crop(a.joints2d[i]), "spine2d": to_crop(a.spine2d[i]),
+                "box_px": scale * C.BOX_SCALE_PX}
 
 
 def collate(items: list[dict]) -> dict:
     return {"index": np.array([it["index"] for it in items]), "crop": np.stack([it["crop"] for it in items]),
-            "joints2d": np.stack([it["joints2d"] for it in items]), "spine2d": np.stack([it["spine2d"] for it in items])}
+            "joints2d": np.stack([it["joints2d"] for it in items]), "spine2d": np.stack([it["spine2d"] for it in items]),
+            "box_px": np.array([it.get("box_px", np.nan) for it in items], np.float64)}

@@ -138,9 +138,8 @@ def _acceptance(report: dict, analysis, models, args) -> None:
     """With --accept-precision: whether this mesh passes the estimator's operating point for that precision."""
     if args.accept_precision is None:
         return
-    threshold = models.estimator.threshold_for(args.accept_precision)
-    report["accepted"] = bool(not analysis.problem and np.isfinite(analysis.p_accurate)
-                              and analysis.p_accurate >= threshold)
+    passes, threshold = models.estimator.accepts(analysis.p_accurate, args.accept_precision)
+    report["accepted"] = bool(not analysis.problem and passes)
     report["acceptance"] = {"target_precision": args.accept_precision, "threshold": threshold}
 
 

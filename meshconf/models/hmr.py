@@ -55,21 +55,24 @@ class HMR(ResNet50Backbone):
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.avgpool(x).flatten(1).float()
 
-    def regress(self, xf: torch.Tensor, n_iter: int = N_ITER):
+    def regress(self, xf: torch.Tensor, n_iter: int = N_ITER, steps: list | None = None):
+        """Iterative error feedback from the mean pose. `steps`, a list, receives per iteration the (B, 3) norms of
+        the pose, shape and camera updates (a signal of how settled the fit is)."""
         batch = xf.shape[0]
         pose = self.init_pose.expand(batch, -1)
         shape = self.init_shape.expand(batch, -1)
         cam = self.init_cam.expand(batch, -1)
         for _ in range(n_iter):
             xc = self.drop2(self.fc2(self.drop1(self.fc1(torch.cat([xf, pose, shape, cam], 1)))))
-            pose = self.decpose(xc) + pose
-            shape = self.decshape(xc) + shape
-            cam = self.deccam(xc) + cam
+            d_pose, d_shape, d_cam = self.decpose(xc), self.decshape(xc), self.deccam(xc)
+            if steps is not None:
+                steps.append(torch.stack([d.norm(dim=1) for d in (d_pose, d_shape, d_cam)], 1))
+            pose, shape, cam = d_pose + pose, d_shape + shape, d_cam + cam
         return pose, shape, cam
 
-    def run(self, x: torch.Tensor) -> HMROutput:
+    def run(self, x: torch.Tensor, steps: list | None = None) -> HMROutput:
         xf = self.features(x)
-        pose, shape, cam = self.regress(xf)
+        pose, shape, cam = self.regress(xf, steps=steps)
         rotmat = rot6d_to_rotmat(pose).view(x.shape[0], C.NUM_SMPL_JOINTS, 3, 3)
         return HMROutput(rotmat=rotmat, betas=shape, camera=cam, pose6d=pose, features=xf)
 

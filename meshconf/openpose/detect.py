@@ -8,13 +8,18 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .decoding import decode_full
+from .decoding import Decoded, decode_full
 from .preprocess import check_image, has_room, preprocess
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray]:
     """The reference's result when there are no peaks: a 1-D empty candidate and no people."""
     return np.zeros((0,)), np.zeros((0, 20))
+
+
+def _empty_decoded() -> Decoded:
+    candidate, subset = _empty()
+    return Decoded(candidate, subset, np.zeros((0, 5)), np.zeros((0, 6)), [], subset, np.zeros(0, np.int64))
 
 
 def _device_and_dtype(model: torch.nn.Module) -> tuple[torch.device, torch.dtype]:
@@ -52,15 +57,16 @@ def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
 
 
 def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16, progress: bool = False,
-                 overlap: bool | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                 overlap: bool | None = None, full: bool = False) -> list:
     """`detect` for many images: images whose network inputs have the same size share forward passes of up to
-    `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each.
+    `batch_size`. Returns one (candidate, subset) per image, in input order, equal to `detect` on each; with
+    `full`, the whole `Decoded` (all peaks, limb connections) instead.
 
     `overlap` (default: on a GPU) decodes a batch in a worker thread while the next batch's forward runs. On a CPU
     both want the same cores (the forward uses every core, and the decode switches torch to one thread while it
     runs), so there it is off unless asked."""
     prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
-    results: list = [None if p is not None else _empty() for p in prepared]
+    results: list = [None if p is not None else (_empty_decoded() if full else _empty()) for p in prepared]
     groups: dict[tuple, list[int]] = {}
     for index, item in enumerate(prepared):
         if item is not None:
@@ -77,7 +83,7 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
     def decode_chunk(chunk, paf, heatmap):
         for k, i in enumerate(chunk):
             out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=device)
-            results[i] = (out.candidate, out.subset)
+            results[i] = out if full else (out.candidate, out.subset)
             if bar is not None:
                 bar.update(1)
 

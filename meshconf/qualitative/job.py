@@ -44,6 +44,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--by-position", action="store_true",
                         help="arrays without a manifest: take row N (only when the row counts agree)")
     parser.add_argument("--estimator", default="default", help="default, original, or a .safetensors file")
+    parser.add_argument("--accept-precision", type=float,
+                        help="say whether the mesh passes the estimator's operating point for this precision of "
+                             "accepted meshes (e.g. 0.9)")
     parser.add_argument("--renderer", default="auto", choices=("auto", "software", "pyrender"),
                         help="pyrender (OpenGL offscreen) or the built-in software renderer (default: %(default)s)")
     parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
@@ -173,6 +176,8 @@ def run(args) -> int:
     check_model_options(args)
     if args.render_res < 32:
         raise MeshconfError(f"--render-res must be at least 32, got {args.render_res}")
+    if args.accept_precision is not None and not 0 < args.accept_precision < 1:
+        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {args.accept_precision}")
     data = AnnotatedCrops(args.annotations, args.images)
     n = args.img_number
     if not 0 <= n < len(data):
@@ -198,6 +203,11 @@ def run(args) -> int:
         vertices = smpl(rotmat, betas).vertices[0].double().cpu().numpy()
     cam_t = geometry.camera_translation(camera)[0].double().cpu().numpy()
     prediction = estimator.predict(found.ed[None], found.conf[None])
+    acceptance = {}
+    if args.accept_precision is not None:
+        passes, threshold = estimator.accepts(float(prediction.p_accurate[0]), args.accept_precision)
+        acceptance = {"accepted": passes, "acceptance": {"target_precision": args.accept_precision,
+                                                         "threshold": threshold}}
 
     estimate = _Estimate(None if prediction.joint_error is None else prediction.joint_error[0],
                          prediction.worst_joint_prob[0])
@@ -237,6 +247,9 @@ def run(args) -> int:
               "worst_joint_ground_truth": C.J14_NAMES[int(np.nanargmax(found.se))] if np.isfinite(found.se).any()
               else None,
               "estimated_error_px": None if prediction.joint_error is None else (prediction.joint_error[0] * PX).tolist(),
+              "error_bound_px": None if prediction.joint_error_bound is None
+              else (prediction.joint_error_bound[0] * PX).tolist(),
+              "bound_coverage": estimator.bound_coverage, **acceptance,
               "occluded_joint": C.J14_NAMES[found.occluded_joint] if found.occluded_joint >= 0 else None,
               "estimator": args.estimator, "renderer": render.resolve_backend(args.renderer),
               "device": str(models.device), "precision": models.precision,
@@ -252,8 +265,10 @@ def run(args) -> int:
             name=f"{base}.html")
     print(f"{args.dataset} image {n} ({a.imgname[n]}, array row {found.row} by {found.matched_by}): "
           f"P(accurate) {report['p_accurate']:.2f}, ground truth {'accurate' if accurate_gt else 'inaccurate'}; "
-          f"worst joint predicted {report['worst_joint_predicted']}, true {report['worst_joint_ground_truth']} "
-          f"-> {stem}_*.png")
+          f"worst joint predicted {report['worst_joint_predicted']}, true {report['worst_joint_ground_truth']}"
+          + (f"; {'accepted' if acceptance['accepted'] else 'not accepted'} at precision {args.accept_precision:g} "
+             f"(threshold {acceptance['acceptance']['threshold']:.3f})" if acceptance else "")
+          + f" -> {stem}_*.png")
     return 0
 
 

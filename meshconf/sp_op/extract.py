@@ -35,6 +35,7 @@ from ..errors import MeshconfError
 from ..fileio import npy_bytes, sha256_bytes, write_atomic, write_json
 from ..options import add_model_options, check_model_options, model_choice
 from ..occlusion import NAMED_FILLS, joint_window
+from ..signals import NUM_SIGNALS, SIGNAL_COLUMNS, crop_signals
 
 
 def add_arguments(parser) -> None:
@@ -47,6 +48,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="with --occlude: which joint each row occludes is drawn from (seed, row) "
                              "(default: %(default)s)")
+    parser.add_argument("--signals", action="store_true",
+                        help="also write <name>_signals.npy: per-crop signals beyond ED (SPIN's iteration steps, "
+                             "flip disagreement, OpenPose peak ambiguity and limb scores, crowding, box size, border "
+                             "joints, signed offsets; meshconf.signals). Costs a second SPIN pass (the mirrored crop)")
     add_model_options(parser, 16, "crops per forward pass")
     parser.add_argument("--workers", type=int, default=0,
                         help="image-reading processes (default: 0, reading in the main process; use 4-8 on a GPU)")
@@ -68,9 +73,15 @@ def se_row(keypoints_49: np.ndarray, gt_j14: np.ndarray, anchor: np.ndarray) -> 
     return np.sqrt((d * d).sum(-1))
 
 
+def _spin_j14(spin, smpl, x, steps=None) -> np.ndarray:
+    """SPIN's projected (B, 49, 2) joints of a normalised batch, through `run` (eager), recording `steps`."""
+    out = spin.run(x, steps)
+    return geometry.project_spin_joints(smpl(out.rotmat, out.betas).joints, out.camera).cpu().numpy()
+
+
 def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,
-                  batch_size: int | None = None) -> dict:
-    """Arrays for one batch of `AnnotatedCrops` items (see `collate`)."""
+                  batch_size: int | None = None, signals: bool = False) -> dict:
+    """Arrays for one batch of `AnnotatedCrops` items (see `collate`); with `signals`, also the (B, S) signals."""
     from ..openpose import detect_batch
 
     crops = batch["crop"].astype(np.float32)
@@ -84,22 +95,37 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                 crops[k, y0:y1, x0:x1] = fill
                 occluded[k] = joint
     device = next(spin.parameters()).device
+    steps: list = []
     with torch.inference_mode():
         x = geometry.normalize_crop(crops, device).contiguous(memory_format=torch.channels_last)
-        rotmat, betas, camera = call_padded(spin, x, batch_size or len(x))
-        keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
+        if signals:  # eager, recording the iteration steps; the mirrored crop for the flip disagreement
+            keypoints = _spin_j14(spin, smpl, x, steps)
+            flipped = _spin_j14(spin, smpl, torch.flip(x, dims=[3]))
+        else:
+            rotmat, betas, camera = call_padded(spin, x, batch_size or len(x))
+            keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
     spin_finite = np.isfinite(keypoints).all(axis=(1, 2))
     detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops],
-                              batch_size=batch_size or len(crops))
-    ed, se, conf = [], [], []
-    for k, (candidate, subset) in enumerate(detections):
+                              batch_size=batch_size or len(crops), full=signals)
+    ed, se, conf, rows = [], [], [], []
+    step_norms = torch.stack(steps, 1).float().cpu().numpy() if signals else None  # (B, 3 iterations, 3)
+    for k, found in enumerate(detections):
+        candidate, subset = (found.candidate, found.subset) if signals else found
         anchor = batch["spine2d"][k]
         result = sp_op.relative_ed(keypoints[k], candidate, subset, anchor=anchor)
         ed.append(result.ed)
         conf.append(result.conf)
         se.append(se_row(keypoints[k], batch["joints2d"][k], anchor))
-    return {"index": batch["index"], "ed": np.asarray(ed, np.float64), "se": np.asarray(se, np.float64),
-            "conf": np.asarray(conf, np.float64), "occluded_joint": occluded, "spin_finite": spin_finite}
+        if signals:
+            j14 = C.SPIN_TO_J14_ED
+            rows.append(crop_signals(step_norms[k], keypoints[k][list(j14)], flipped[k][list(j14)], found,
+                                     result.person, float(batch["box_px"][k]), result.spin_points,
+                                     result.op_points, result.conf))
+    out = {"index": batch["index"], "ed": np.asarray(ed, np.float64), "se": np.asarray(se, np.float64),
+           "conf": np.asarray(conf, np.float64), "occluded_joint": occluded, "spin_finite": spin_finite}
+    if signals:
+        out["signals"] = np.asarray(rows, np.float64).reshape(len(crops), NUM_SIGNALS)
+    return out
 
 
 def _store(out: str, name: str) -> ChunkStore:
@@ -117,7 +143,7 @@ OUTPUTS = (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf"))
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
             seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
             rank: int = 0, world: int = 1, workers: int = 0, models: dict | None = None,
-            info: dict | None = None) -> bool:
+            info: dict | None = None, signals: bool = False) -> bool:
     """Process the rows not done yet; merge when all are. Returns whether the arrays were written.
 
     `models` (see `chunks.model_settings`: the model files' SHA-256, numerics, precision, device class) is bound
@@ -131,16 +157,17 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
     with store.lock(rank):
         store.bind({"annotations": dataset.annotations.fingerprint(), "occlude": occlude,
                     "seed": seed if occlude else None, "occ_size": occ_size if occlude else None,
+                    **({"signals": list(SIGNAL_COLUMNS)} if signals else {}),
                     "models": models or model_settings({}, device=str(next(spin.parameters()).device))})
         rows = shard(len(dataset), rank, world)
 
         def process(batch):
-            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size)
+            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals)
 
         finished = run_chunked(dataset, store, process, batch_size,
                                name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
                                rows=rows, workers=workers)
-        complete, merged = collect(store, KEYS, rows, finished, rank, world)
+        complete, merged = collect(store, KEYS + (("signals",) if signals else ()), rows, finished, rank, world)
         if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
             return complete
         bad = np.flatnonzero(~merged["spin_finite"].astype(bool))
@@ -148,11 +175,12 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
             raise MeshconfError(f"SPIN produced non-finite outputs for {len(bad)} of {len(merged['index'])} rows "
                                 f"(first: row {int(merged['index'][bad[0]])}); no arrays were written. Check the "
                                 f"checkpoint (--checkpoint)")
-        write_outputs(out, name, merged, dataset, occlude, {**(info or {}), "models": models})
+        write_outputs(out, name, merged, dataset, occlude, {**(info or {}), "models": models}, signals)
     return True
 
 
-def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, info: dict) -> None:
+def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, info: dict,
+                  signals: bool = False) -> None:
     """The arrays, then the manifest naming each with its SHA-256. The old manifest goes first: a crash in between
     leaves arrays without a manifest (refused by readers), never a manifest that vouches for a mixed set."""
     manifest_path = os.path.join(out, f"{name}_manifest.json")
@@ -163,10 +191,14 @@ def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, inf
         data = npy_bytes(merged[key])
         write_atomic(os.path.join(out, f"{name}_{suffix}.npy"), data)
         files[f"{name}_{suffix}.npy"] = sha256_bytes(data)
-    if occlude:
-        data = npy_bytes(merged["occluded_joint"].astype(np.int64))
-        write_atomic(os.path.join(out, f"{name}_occluded_joint.npy"), data)
-        files[f"{name}_occluded_joint.npy"] = sha256_bytes(data)
+    extra = ([("occluded_joint", merged["occluded_joint"].astype(np.int64))] if occlude else []) + \
+        ([("signals", merged["signals"].astype(np.float64))] if signals else [])
+    for suffix, array in extra:
+        data = npy_bytes(array)
+        write_atomic(os.path.join(out, f"{name}_{suffix}.npy"), data)
+        files[f"{name}_{suffix}.npy"] = sha256_bytes(data)
+    if signals:
+        info = {**info, "signal_columns": list(SIGNAL_COLUMNS)}
     manifest = {"name": name, "rows": len(dataset), "dataset": dataset.annotations.dataset,
                 "meshconf_version": __version__, "files": files,
                 "ed_definition": "spine-aligned ED with the ground-truth spine as anchor (README, 'ED')",
@@ -200,7 +232,7 @@ def run(args) -> int:
     if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
                    args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
                    rank=rank, world=world,
-                   workers=args.workers, models=models.settings(), info=info):
+                   workers=args.workers, models=models.settings(), info=info, signals=args.signals):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
     finish(world)
     if rank == 0:
