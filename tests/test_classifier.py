@@ -301,13 +301,17 @@ def test_train_job_reproduces_bit_for_bit_in_fresh_processes(shared, tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
 
     job("prepare", "--data", str(subset), "--out", str(tmp_path / "prep"), "--split", "frames")
+    job("prepare", "--data", str(subset), "--out", str(tmp_path / "prep_blocks"))
     for run in ("a", "b"):
         job("train", "--prepared", str(tmp_path / "prep"), "--out", str(tmp_path / run), "--model", "original",
             "--no-progress")
-    a, b = (load_file(str(tmp_path / run / "original.safetensors")) for run in ("a", "b"))
-    assert set(a) == set(b)
-    for key in a:
-        assert np.array_equal(a[key], b[key]), key
+        job("train", "--prepared", str(tmp_path / "prep_blocks"), "--out", str(tmp_path / run), "--model",
+            "default", "--no-progress")  # v2: network, trees (scikit-learn's OpenMP) and the out-of-fold fits
+    for weights in ("original.safetensors", "meshconf_v2.safetensors"):
+        a, b = (load_file(str(tmp_path / run / weights)) for run in ("a", "b"))
+        assert set(a) == set(b)
+        for key in a:
+            assert np.array_equal(a[key], b[key]), (weights, key)
     metrics = json.loads((tmp_path / "a" / "metrics_original.json").read_text())
     assert metrics["metadata"]["numerics"]["mkl_cbwr"] == "COMPATIBLE,STRICT"
     assert metrics["metadata"]["numerics"]["threads"] == 2

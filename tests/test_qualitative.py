@@ -25,7 +25,8 @@ def test_pictures_and_report(tmp_path, tiny_dataset, arrays, demo_data_dir):
     path, root = tiny_dataset
     assert Q.main(["--dataset", "3dpw", "--img_number", "3", "--annotations", str(path), "--images", str(root),
                    "--arrays", str(arrays), "--name", "tiny_test", "--data-dir", str(demo_data_dir),
-                   "--renderer", "software", "--render-res", "224", "--out", str(tmp_path)]) == 0
+                   "--renderer", "software", "--render-res", "224", "--out", str(tmp_path),
+                   "--accept-precision", "0.9"]) == 0
     for key in ("orig", "mesh_confidence_pred", "mesh_confidence_gt", "wj_confidence_pred", "wj_confidence_gt",
                 "panel"):
         assert (tmp_path / f"3dpw_img_3_{key}.png").stat().st_size > 0
@@ -35,6 +36,13 @@ def test_pictures_and_report(tmp_path, tiny_dataset, arrays, demo_data_dir):
     np.testing.assert_allclose(report["ed_px"], ed * 112, equal_nan=True)
     se = np.load(arrays / "tiny_test_sp_gt.npy")[3]
     assert report["accurate_ground_truth"] == bool(se.max() < 0.1)
+    from meshconf.classifier import load
+
+    threshold = load("default").threshold_for(0.9)
+    assert report["acceptance"] == {"target_precision": 0.9, "threshold": threshold}
+    assert report["accepted"] == (report["p_accurate"] >= threshold) and report["bound_coverage"] == 0.9
+    assert len(report["error_bound_px"]) == 14
+    assert all(b >= e for b, e in zip(report["error_bound_px"], report["estimated_error_px"]))
 
 
 def test_rows_found_by_image_not_position(tmp_path, tiny_dataset, arrays, demo_data_dir):

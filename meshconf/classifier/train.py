@@ -1,6 +1,7 @@
 """`meshconf train`: train the original recipe and/or meshconf's estimator on prepared tables.
 
-Writes `<name>.safetensors` (weights + normalisation + metadata), `curves_<name>.png` and `metrics_<name>.json`.
+Writes `<name>.safetensors` (weights + normalisation + metadata), `curves_<name>.png` and `metrics_<name>.json`;
+for v2 also `oof_default.npz`, the out-of-fold predictions its combination and calibration were fitted on.
 
 Reproducible across machines: SGD over 20-60 epochs amplifies the last bit of every matrix product, and MKL (torch's
 CPU BLAS) picks other kernels, with other summation orders, on Intel and AMD CPUs: the same command gave weights
@@ -24,7 +25,7 @@ from .models import SHIPPED
 from ..errors import MeshconfError
 from ..fileio import write_json
 from .training import stack_with_trees, train_meshconfnet, train_original
-from .v2 import train_v2
+from .v2 import save_out_of_fold, train_v2
 
 REPRODUCIBLE_THREADS = 2
 MKL_MODE = "COMPATIBLE,STRICT"
@@ -83,7 +84,9 @@ def run(args) -> int:
     for name in todo:
         with threadpool_limits(args.threads):  # scikit-learn's OpenMP trees: the same thread count every time
             if name == "default":  # v2: fitted, combined and calibrated out of fold (meshconf.classifier.v2)
-                estimator, histories, val_metrics = train_v2(prep, seed=args.seed, progress=progress)
+                oof: dict = {}
+                estimator, histories, val_metrics = train_v2(prep, seed=args.seed, progress=progress, keep=oof)
+                save_out_of_fold(os.path.join(args.out, "oof_default.npz"), oof["parts"], oof["rows"])
                 estimator.metadata["calibration_split"] = prep.split or {"block": 1, "purge": 0}
             else:
                 estimator, histories = (train_original if name == "original" else train_meshconfnet)(

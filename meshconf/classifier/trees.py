@@ -1,4 +1,7 @@
-"""Per-joint gradient-boosted trees ("is joint j off by more than 0.1?") as plain tensors, and the stacked estimator.
+"""v1's per-joint gradient-boosted trees ("is joint j off by more than 0.1?") as plain tensors, and v1's stack.
+
+(v2 stores perfect trees of bounded depth instead, evaluated level by level: `forest.py`. v1's trees, of unbounded
+depth, are walked node by node here and take about 20 s for 35,515 rows; they stay for loading v1 as shipped.)
 
 Training uses scikit-learn's HistGradientBoostingClassifier; what ships is only arrays (split feature, threshold,
 children, leaf values) in safetensors, evaluated here with torch, so loading runs no code and needs no sklearn.

@@ -22,6 +22,8 @@ training sets; see the README for the numbers.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 import torch
 from torch import nn
@@ -144,9 +146,11 @@ def to_prediction(model: V2, parts: Parts) -> Prediction:
     return Prediction(torch.sigmoid(logit).numpy(), torch.softmax(wj, 1).numpy(), err.numpy())
 
 
-def train_v2(prep: Prepared, seed: int = 0, progress: bool = True) -> tuple[Estimator, list, dict]:
+def train_v2(prep: Prepared, seed: int = 0, progress: bool = True,
+             keep: dict | None = None) -> tuple[Estimator, list, dict]:
     """Out-of-fold parts over the prepared folds, the combination and calibration fitted on them, then every part
-    refitted on all rows. Returns the estimator, the first fold's network curves and the out-of-fold metrics."""
+    refitted on all rows. Returns the estimator, the first fold's network curves and the out-of-fold metrics; `keep`
+    (a dict) receives the out-of-fold "parts" and their "rows", for `save_out_of_fold`."""
     from . import metrics as M
 
     if prep.pool is None:
@@ -195,7 +199,19 @@ def train_v2(prep: Prepared, seed: int = 0, progress: bool = True) -> tuple[Esti
     estimator.metadata["cv_metrics_by_source"] = {
         str(g): _scalars(M.evaluate(_rows_of(oof_pred, rows.source == g), rows.subset(np.flatnonzero(
             rows.source == g)), estimator.operating_points)) for g in np.unique(rows.source)}
+    if keep is not None:
+        keep.update(parts=parts, rows=rows)
     return estimator, curves, oof_metrics
+
+
+def save_out_of_fold(path, parts: Parts, rows: EDSet) -> None:
+    """The out-of-fold parts of every training row with its ground truth and origin: what the combination and the
+    calibration were fitted on, for studying them without retraining (`Parts` field names, plus se/source/rows)."""
+    from ..fileio import atomic_path
+
+    with atomic_path(path, ".npz") as tmp:
+        np.savez_compressed(tmp, se=rows.se, source=rows.source.astype(str), rows=rows.rows,
+                            **{f.name: getattr(parts, f.name).numpy() for f in fields(Parts)})
 
 
 def _scalars(metrics: dict) -> dict:
