@@ -6,6 +6,7 @@ import math
 import os
 import sys
 
+from .. import constants as C
 from . import data as D
 from . import metrics as M
 from . import plots
@@ -96,6 +97,13 @@ def run(args) -> int:
                 print(f"{label} on {n}: accept P(accurate) >= {point['threshold']:.3f} (target precision "
                       f"{point['target_precision']:.0%}): precision {point['precision'] or 0:.1%}, acceptance "
                       f"{point['acceptance']:.1%}")
+    for label, rows in results.items():
+        for n, r in rows.items():
+            if "bounds" in r:
+                b = r["bounds"]
+                joints = ", ".join(f"{name} {c:.0%}" for name, c in zip(C.J14_NAMES, b["coverage_per_joint"]))
+                print(f"{label} on {n}: bounds cover {b['coverage']:.1%} of joints (mean {b['bound_px_mean']:.1f} px, "
+                      f"median {b['bound_px_median']:.1f} px); per joint: {joints}")
     plots.reliability(results, os.path.join(args.out, "reliability.png"))
     plots.risk_coverage(results, os.path.join(args.out, "risk_coverage.png"))
     plots.joint_correlation(results, os.path.join(args.out, "joint_correlation.png"))

@@ -74,6 +74,15 @@ def run(args) -> int:
                             f"folder and pass --estimator <file>, or add --replace-shipped to overwrite them")
     if args.threads < 1:
         raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
+    had_mode = "MKL_CBWR" in os.environ
+    try:
+        return _train(args)
+    finally:
+        if not had_mode:  # MKL read it at its first call; child processes of a longer-lived caller must not inherit it
+            os.environ.pop("MKL_CBWR", None)
+
+
+def _train(args) -> int:
     from threadpoolctl import threadpool_limits
 
     numerics = reproducible_numerics(args.threads)
