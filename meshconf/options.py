@@ -45,6 +45,12 @@ def check_model_options(args) -> None:
         raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
 
 
+def check_accept_precision(value: float | None) -> None:
+    """--accept-precision (demo, qualitative, check-precision): a precision of accepted meshes, strictly in (0, 1)."""
+    if value is not None and not 0 < value < 1:
+        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {value}")
+
+
 def model_choice(args, items: int | None = None) -> dict:
     """The keyword arguments of `bundle.load_models` / `MeshConfidence` that these options set; `items` is how
     many crops the job will run through the networks (for `--compile auto`)."""

@@ -362,7 +362,7 @@ def test_block_folds_pair_sources_keep_validation_and_purge():
     val_rows = np.sort(prep.val.rows[prep.val.source == "x_train"])
     np.testing.assert_array_equal(np.flatnonzero(fold[:3000] == 0), val_rows)  # fold 0 = the validation blocks
     for k in range(4):
-        fit, held = D.cv_split(prep, k)
+        fit, held = D.cv_split(pool, fold, k, 20)
         assert (fold[held] == k).all() and (fold[fit] != k).all() and len(np.intersect1d(fit, held)) == 0
         gaps = np.abs(pool.rows[fit][:, None] - pool.rows[held][None, :]).min(1)
         assert gaps.min() > 20

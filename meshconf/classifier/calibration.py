@@ -68,10 +68,10 @@ def risk_coverage(p: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndar
     return k / len(order), risk, float(risk.mean())
 
 
-def group_quantiles(quantiles, estimate, se, groups, coverage: float, eps: float) -> np.ndarray:
+def group_quantiles(estimate, se, groups, coverage: float, eps: float) -> np.ndarray:
     """Per joint, the largest of each group's conformal quantile: the bound then covers every group."""
-    return np.max([quantiles(estimate[groups == g], se[groups == g], coverage, eps) for g in np.unique(groups)],
-                  axis=0)
+    return np.max([conformal_log_quantiles(estimate[groups == g], se[groups == g], coverage, eps)
+                   for g in np.unique(groups)], axis=0)
 
 
 def group_operating_points(p, label, groups, precisions=(0.8, 0.85, 0.9, 0.95)) -> list:

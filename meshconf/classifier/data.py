@@ -222,14 +222,12 @@ def block_folds(n: int, val: np.ndarray, block: int, folds: int, seed: int) -> n
     return fold
 
 
-def cv_split(prep: "Prepared", k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pool rows to fit on and rows to predict for fold k: the fold's rows are held out, and so are the rows within
-    the purge gap of them in the same frames (paired sources count as one sequence of frames)."""
-    pool, fold = prep.pool, prep.pool_fold
+def cv_split(pool: EDSet, fold: np.ndarray, k: int, purge: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of `pool` to fit on and rows to predict for fold k: the fold's rows are held out, and so are the rows
+    within `purge` frames of them in the same frames (paired sources count as one sequence of frames)."""
     held = np.flatnonzero(fold == k)
     fit = np.zeros(len(pool), bool)
     fit[fold != k] = True
-    purge = int(prep.split.get("purge", 0))
     keys = np.array([pair_key(str(n)) for n in pool.source])
     for key in np.unique(keys):
         mine = keys == key

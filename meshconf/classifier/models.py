@@ -177,7 +177,7 @@ class Estimator:
         quantile, per target precision the largest group threshold (a target some group cannot reach is left
         out). The occluded copy of a dataset is a regime with fewer accurate meshes: a threshold fitted on the pool
         falls short there, as one fitted on 3DPW would on a harder dataset."""
-        from .calibration import conformal_log_quantiles, group_operating_points, group_quantiles
+        from .calibration import group_operating_points, group_quantiles
 
         se = np.asarray(se, dtype=np.float64)
         labels = (se.max(axis=1) <= C.ACCURATE_SE_THRESHOLD).astype(int)
@@ -185,7 +185,7 @@ class Estimator:
         names = [str(g) for g in np.unique(groups)]
         how = "" if len(names) == 1 else f"; the largest over the calibration groups {names}"
         if pred.joint_error is not None:
-            q = group_quantiles(conformal_log_quantiles, pred.joint_error, se, groups, coverage, eps)
+            q = group_quantiles(pred.joint_error, se, groups, coverage, eps)
             self.metadata["bounds"] = {"coverage": coverage, "eps": eps, "log_quantile": q.tolist(),
                                        "method": "split-conformal on log(SE + eps) - log(estimate + eps), per joint"
                                                  + how, "calibration_rows": int(len(se))}
@@ -211,16 +211,15 @@ class Estimator:
             conf = np.ones_like(ed)
         conf = np.asarray(conf, dtype=np.float32).reshape(ed.shape)
         ed = np.nan_to_num(ed, nan=ED_CLIP, posinf=ED_CLIP)
-        extra = ()
-        if self.needs_signals:
-            if signals is None:
-                self.net.parts(torch.from_numpy(ed[:1]), torch.from_numpy(conf[:1]))  # its one-line error
-            extra = (np.asarray(signals, dtype=np.float32).reshape(len(ed), -1),)
+        if self.needs_signals and signals is not None:
+            signals = np.asarray(signals, dtype=np.float32).reshape(len(ed), -1)
         outs = []
         with torch.no_grad():
             for s in range(0, len(ed), batch_size):
+                extra = () if not self.needs_signals else (  # V2 refuses a missing array with one line
+                    None if signals is None else torch.from_numpy(signals[s:s + batch_size]),)
                 mc, wj, err = self.net(torch.from_numpy(ed[s:s + batch_size]), torch.from_numpy(conf[s:s + batch_size]),
-                                       *(torch.from_numpy(a[s:s + batch_size]) for a in extra))
+                                       *extra)
                 outs.append((torch.sigmoid(mc).numpy(), torch.softmax(wj, dim=1).numpy(),
                              None if err is None else err.numpy()))
         p = np.concatenate([o[0] for o in outs])

@@ -161,10 +161,10 @@ def train_v2(prep: Prepared, seed: int = 0, progress: bool = True,
     folds = sorted(int(f) for f in np.unique(prep.pool_fold))
     if len(folds) < 2:
         raise MeshconfError("the prepared tables have a single fold; cross-validation needs at least 2")
-    sub = Prepared(prep.train, prep.val, prep.seed, prep.counts, prep.split, pool, prep.pool_fold[sane])
+    fold, purge = prep.pool_fold[sane], int(prep.split.get("purge", 0))
     oof_parts, oof_rows, curves = [], [], []
     for k in folds:
-        fit_idx, held_idx = cv_split(sub, k)
+        fit_idx, held_idx = cv_split(pool, fold, k, purge)
         label = f"fold {k + 1}/{len(folds)}: "
         model, histories = fit_parts(pool.subset(fit_idx), seed, pool.subset(held_idx), progress, label)
         with torch.no_grad():

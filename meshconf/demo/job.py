@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..options import add_model_options, check_model_options, model_choice
+from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
 from ..fileio import atomic_path, commit_folder, staging_folder, write_json
 from ..pages import write_demo_page, write_video_page
 from ..imageio import expand_inputs, read_bgr, to_bgr_u8, write_image  # noqa: F401 (expand_inputs: its former home)
@@ -79,8 +79,7 @@ def check_arguments(args) -> None:
                                  ("--max-frames", args.max_frames, 0), ("--render-res", args.render_res, 32)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
-    if args.accept_precision is not None and not 0 < args.accept_precision < 1:
-        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {args.accept_precision}")
+    check_accept_precision(args.accept_precision)
     if not (np.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise MeshconfError(f"--max-pixels must be a positive number, got {args.max_pixels}")
     if args.bbox is not None:

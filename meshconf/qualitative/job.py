@@ -26,7 +26,7 @@ import numpy as np
 from .. import constants as C
 from ..errors import MeshconfError
 from ..fileio import verify_manifest, write_json
-from ..options import add_model_options, check_model_options, model_choice
+from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
 from ..imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
@@ -176,8 +176,7 @@ def run(args) -> int:
     check_model_options(args)
     if args.render_res < 32:
         raise MeshconfError(f"--render-res must be at least 32, got {args.render_res}")
-    if args.accept_precision is not None and not 0 < args.accept_precision < 1:
-        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {args.accept_precision}")
+    check_accept_precision(args.accept_precision)
     data = AnnotatedCrops(args.annotations, args.images)
     n = args.img_number
     if not 0 <= n < len(data):

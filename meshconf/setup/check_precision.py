@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import MeshconfError
-from ..options import add_model_options, check_model_options, model_choice
+from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
 
 
 def add_arguments(parser) -> None:
@@ -37,8 +37,7 @@ def check_arguments(args) -> None:
     check_model_options(args)
     if args.max_people is not None and args.max_people < 1:
         raise MeshconfError(f"--max-people must be at least 1, got {args.max_people}")
-    if args.accept_precision is not None and not 0 < args.accept_precision < 1:
-        raise MeshconfError(f"--accept-precision must be between 0 and 1, got {args.accept_precision}")
+    check_accept_precision(args.accept_precision)
 
 
 def run(args) -> int:
