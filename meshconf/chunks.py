@@ -145,14 +145,16 @@ class ChunkStore:
         return {int(i) for rows in self.verified().values() for i in rows}
 
     def write(self, arrays: dict[str, np.ndarray]) -> None:
-        """The chunk first, then its sidecar: a chunk without a sidecar is never trusted."""
+        """The sidecar first, then the chunk (atomically): a chunk another process sees already has its checksum,
+        so torchrun ranks sharing a folder never take each other's fresh chunk for a damaged one. A crash in between
+        leaves a sidecar without a chunk, which nothing reads; a chunk without a sidecar is never trusted."""
         os.makedirs(self.folder, exist_ok=True)
         data = npz_bytes(arrays)
         name = f"chunk_{int(arrays['index'][0]):09d}"
-        write_atomic(os.path.join(self.folder, name + ".npz"), data)
         write_atomic(os.path.join(self.folder, name + ".json"),
                      json.dumps({"sha256": sha256_bytes(data), "settings": self.settings_sha,
                                  "rows": int(len(arrays["index"]))}).encode())
+        write_atomic(os.path.join(self.folder, name + ".npz"), data)
 
     def merged(self, keys, rows=None) -> dict[str, np.ndarray]:
         """Every verified chunk's arrays concatenated in row order. With `rows`, exactly those rows, each once

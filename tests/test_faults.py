@@ -76,6 +76,27 @@ def test_damaged_chunks_are_moved_aside_in_one_line_each(tmp_path):
          "chunk_000000004.npz", "chunk_000000004.json", "chunk_000000006.npz"])
 
 
+def test_a_chunk_another_process_sees_has_its_checksum(tmp_path, monkeypatch):
+    """torchrun ranks share a chunk folder: one rank's check must never catch the other's chunk half-written (CI
+    once saw rank 1 move rank 0's fresh chunk to damaged/ between the two files of a write)."""
+    import meshconf.chunks as chunks
+
+    notes = []
+    writer, reader = ChunkStore(str(tmp_path / "c")), ChunkStore(str(tmp_path / "c"), log=notes.append)
+    writer.bind({"a": 1})
+    reader.bind({"a": 1})
+    seen = []
+
+    def write_then_look(path, data):  # another rank checks the folder after each file lands
+        write_atomic(path, data)
+        seen.append(reader.done())
+
+    monkeypatch.setattr(chunks, "write_atomic", write_then_look)
+    writer.write(_chunk([0, 1]))
+    writer.write(_chunk([2, 3]))
+    assert not notes and seen[-1] == {0, 1, 2, 3} and not (tmp_path / "c" / "damaged").exists()
+
+
 def test_a_well_formed_chunk_of_another_width_is_not_merged(tmp_path):
     notes = []
     store = ChunkStore(str(tmp_path / "c"), log=notes.append)
