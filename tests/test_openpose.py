@@ -259,3 +259,152 @@ def test_people_are_typed_and_map_to_j14(golden):
         np.testing.assert_array_equal(j14[12], person.keypoints[1])  # J14 neck = COCO neck
         np.testing.assert_array_equal(j14[0], person.keypoints[10])  # J14 right ankle = COCO RAnkle
     assert people(np.zeros((0,)), np.zeros((0, 20))) == []
+
+
+# ---------------------------------------------------------------------------------------------------- batched decoding
+def _cv_resize(maps, out_hw, scale):
+    import cv2
+
+    if scale:
+        return cv2.resize(maps, (0, 0), fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    return cv2.resize(maps, (out_hw[1], out_hw[0]), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.mark.parametrize("shape, out_hw, scale", [
+    ((23, 23, 19), None, 8), ((23, 17, 38), None, 8), ((184, 184, 19), (224, 224), None),
+    ((120, 97, 19), (131, 101), None), ((184, 231, 38), (225, 283), None), ((40, 40, 19), (3, 3), None),
+    ((7, 5, 38), None, 8), ((30, 30, 19), (30, 30), None)])
+def test_tensor_resize_equals_opencv_bit_for_bit(shape, out_hw, scale):
+    """Rows whose W*C is not a multiple of 4 exercise OpenCV's scalar tail; magnitudes span 4 decades."""
+    from meshconf.openpose.resize import resize_cubic
+
+    rng = np.random.default_rng(sum(shape))
+    maps = (rng.standard_normal(shape) * 10.0 ** rng.uniform(-2, 2, (1, 1, shape[2]))).astype(np.float32)
+    expected = _cv_resize(maps, out_hw, scale)
+    out_hw = expected.shape[:2]
+    got = resize_cubic(torch.from_numpy(maps)[None], out_hw, scale)[0].numpy()
+    np.testing.assert_array_equal(got, expected.reshape(got.shape))
+    # only some channels of a wider image: the scalar tail is still the full image's
+    fewer = resize_cubic(torch.from_numpy(maps[:, :, :-1].copy())[None], out_hw, scale,
+                         row_width=out_hw[1] * shape[2])[0].numpy()
+    np.testing.assert_array_equal(fewer, expected.reshape(got.shape)[:, :, :-1])
+
+
+def assert_same_decoded(got, expected):
+    for field in ("candidate", "subset", "all_peaks", "connection_all", "subset_before_delete", "delete_idx"):
+        a, b = getattr(got, field), getattr(expected, field)
+        assert a.shape == b.shape and a.dtype == b.dtype, field
+        np.testing.assert_array_equal(a, b, err_msg=field)
+    assert list(got.special_k) == list(expected.special_k)
+
+
+def cluttered_batch(seed: int, image_hw, n: int = 4):
+    """Random scenes from clean to very noisy (thousands of peaks), with a plateau and a NaN crop among them."""
+    rng = np.random.default_rng(seed)
+    maps = [synthetic_maps(rng, image_hw, n_people=int(rng.integers(1, 6)), noise=float(rng.choice([0, 0.05, 0.3])))
+            for _ in range(n)]
+    paf, heat = np.concatenate([m[0] for m in maps]), np.concatenate([m[1] for m in maps])
+    if n > 2:
+        heat[1, 3:5, 5:12, 5:12] = 0.5  # tied tops: the plateau path
+        heat[2, 0, 4, 4] = np.nan  # a non-finite crop: scipy decides it
+    return paf, heat
+
+
+@pytest.mark.parametrize("upsampler", ["opencv", "tensor"])
+@pytest.mark.parametrize("name", ["openpose_decode_A1.npz", "openpose_decode_A2.npz"])
+def test_decode_batch_equals_decode_full_on_goldens(golden, name, upsampler):
+    from meshconf.openpose import decode_batch
+
+    g = golden(name)
+    expected = decode_full(g["net_paf"], g["net_heatmap"], tuple(g["image_hw"]))
+    got = decode_batch(np.repeat(g["net_paf"], 2, 0), np.repeat(g["net_heatmap"], 2, 0), tuple(g["image_hw"]),
+                       upsampler=upsampler)
+    assert len(got) == 2
+    for out in got:
+        assert_same_decoded(out, expected)
+    np.testing.assert_array_equal(got[0].candidate[:, [0, 1, 3]], g["candidate"][:, [0, 1, 3]])
+    np.testing.assert_array_equal(got[0].subset[:, :18], g["subset"][:, :18])
+
+
+@pytest.mark.parametrize("image_hw", [(224, 224), (97, 260), (13, 40)])
+def test_decode_batch_equals_decode_full_on_cluttered_scenes(image_hw):
+    from meshconf.openpose import decode_batch
+
+    paf, heat = cluttered_batch(image_hw[1], image_hw)
+    expected = [decode_full(paf[k], heat[k], image_hw) for k in range(len(paf))]
+    for upsampler in ("opencv", "tensor"):
+        for out, ref in zip(decode_batch(torch.from_numpy(paf), torch.from_numpy(heat), image_hw, upsampler), expected):
+            assert_same_decoded(out, ref)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_decode_batch_equals_reference_on_a_corpus(seed):
+    """The literal reference transcription as the oracle, on larger and non-square scenes, tensor upsampling."""
+    from meshconf.openpose import decode_batch
+
+    image_hw = [(224, 320), (170, 131), (480, 640), (300, 200)][seed]
+    paf, heat = cluttered_batch(100 + seed, image_hw, n=6)
+    for k, out in enumerate(decode_batch(paf, heat, image_hw, upsampler="tensor")):
+        assert_same_decoded(out, decode_full(paf[k], heat[k], image_hw))
+        if k != 2:  # the reference transcription has no NaN guard
+            rc, rs = reference_body.decode(paf[k:k + 1], heat[k:k + 1], image_hw)
+            np.testing.assert_array_equal(out.candidate, rc)
+            # decode_full and the transcription can differ by an ulp in a merged person's total on these crowded
+            # scenes (seen once: 3.3582706538788734 against ...873); the ids and counts are equal
+            np.testing.assert_array_equal(out.subset[:, [*range(18), 19]], rs[:, [*range(18), 19]])
+            np.testing.assert_allclose(out.subset[:, 18], rs[:, 18], rtol=1e-15)
+
+
+def test_decode_batch_rejects_maps_of_another_shape():
+    from meshconf.openpose import decode_batch
+
+    paf, heat = np.zeros((2, 38, 23, 23), np.float32), np.zeros((2, 19, 23, 23), np.float32)
+    with pytest.raises(MeshconfError, match="do not fit"):
+        decode_batch(paf, heat[:1], (224, 224))
+    with pytest.raises(MeshconfError, match="do not fit"):
+        decode_batch(paf, heat, (224, 320))
+    with pytest.raises(MeshconfError, match=r"\(B,19,h,w\)"):
+        decode_batch(paf, heat[0], (224, 224))
+    assert [o.candidate.shape for o in decode_batch(paf, heat, (224, 224))] == [(0,), (0,)]
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_decode_batch_on_a_device_equals_the_cpu_decoder(golden, device):
+    """On CUDA the tensor upsampling, peaks and limbs run on the GPU: the people must still be the CPU's, bit for bit
+    (no TF32 is involved: the decoder's only matrix products are float64)."""
+    from meshconf.openpose import decode_batch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    for name in ("openpose_decode_A1.npz", "openpose_decode_A2.npz"):
+        g = golden(name)
+        paf, heat = (torch.from_numpy(np.repeat(g[k], 3, 0)).to(device) for k in ("net_paf", "net_heatmap"))
+        expected = decode_full(g["net_paf"], g["net_heatmap"], tuple(g["image_hw"]))
+        for out in decode_batch(paf, heat, tuple(g["image_hw"]), upsampler="tensor"):
+            assert_same_decoded(out, expected)
+    paf, heat = cluttered_batch(7, (224, 224))
+    expected = [decode_full(paf[k], heat[k], (224, 224)) for k in range(len(paf))]
+    got = decode_batch(torch.from_numpy(paf).to(device), torch.from_numpy(heat).to(device), (224, 224), "tensor")
+    for out, ref in zip(got, expected):
+        assert_same_decoded(out, ref)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_detect_batch_decoding_on_the_device_gives_the_same_people(body_model, golden, device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device here")
+    model = body_model.to(device)
+    g = golden("openpose_net_golden.npz")
+    image = g["bgr_u8_224x170__oriImg"]
+    images = [image, image[:, ::-1].copy(), g["demo_op_img__oriImg"], np.ascontiguousarray(image[::-1]), image[:150]]
+    try:
+        per_crop = detect_batch(model, images, batch_size=3, decode_on_device=False, full=True)
+        batched = detect_batch(model, images, batch_size=3, decode_on_device=True, full=True)
+    finally:
+        model.to("cpu")
+    for a, b in zip(batched, per_crop):
+        assert_same_decoded(a, b)

@@ -12,21 +12,26 @@ import torch
 from .. import constants as C
 
 
-def _pairs(part: torch.Tensor, n_parts: int):
-    """For every limb, all (A peak, B peak) index pairs in the reference's i-major order, flattened over limbs."""
-    device = part.device
-    counts = torch.bincount(part, minlength=n_parts)
+def _pairs(group: torch.Tensor, n_crops: int, n_parts: int):
+    """For every limb of every crop, all (A peak, B peak) index pairs in the reference's i-major order, flattened
+    over (crop, limb). `group` = crop * n_parts + part of each peak, peaks sorted by it (ids = positions)."""
+    device = group.device
+    counts = torch.bincount(group, minlength=n_crops * n_parts)
     starts = torch.cumsum(counts, 0) - counts
-    limb_a = torch.tensor([a for a, _ in C.OP_LIMBS], device=device)
-    limb_b = torch.tensor([b for _, b in C.OP_LIMBS], device=device)
-    n_a, n_b = counts[limb_a], counts[limb_b]
+    limbs = len(C.OP_LIMBS)
+    base = (torch.arange(n_crops, device=device) * n_parts)[:, None]
+    group_a = (base + torch.tensor([a for a, _ in C.OP_LIMBS], device=device)).flatten()  # (n_crops * limbs,)
+    group_b = (base + torch.tensor([b for _, b in C.OP_LIMBS], device=device)).flatten()
+    n_a, n_b = counts[group_a], counts[group_b]
     per_limb = n_a * n_b
-    limb = torch.repeat_interleave(torch.arange(len(C.OP_LIMBS), device=device), per_limb)
-    offset = torch.arange(limb.numel(), device=device) - torch.repeat_interleave(torch.cumsum(per_limb, 0) - per_limb,
-                                                                                 per_limb)
-    i = torch.div(offset, n_b[limb], rounding_mode="floor")
-    j = offset - i * n_b[limb]
-    return limb, i, j, starts[limb_a][limb] + i, starts[limb_b][limb] + j, n_a, n_b
+    crop_limb = torch.repeat_interleave(torch.arange(n_crops * limbs, device=device), per_limb)
+    offset = torch.arange(crop_limb.numel(), device=device) - torch.repeat_interleave(
+        torch.cumsum(per_limb, 0) - per_limb, per_limb)
+    i = torch.div(offset, n_b[crop_limb], rounding_mode="floor")
+    j = offset - i * n_b[crop_limb]
+    id_a, id_b = starts[group_a][crop_limb] + i, starts[group_b][crop_limb] + j
+    special = ((n_a == 0) | (n_b == 0)).view(n_crops, limbs)
+    return crop_limb, i, j, id_a, id_b, special
 
 
 def connect(peak_part, peak_x, peak_y, paf: torch.Tensor, image_height: int, n_parts: int = C.NUM_COCO):
@@ -35,11 +40,23 @@ def connect(peak_part, peak_x, peak_y, paf: torch.Tensor, image_height: int, n_p
 
     `peak_*`: peaks sorted by part (ids = positions); `paf` (H,W,38) float32 at image resolution.
     """
+    crop = torch.zeros_like(peak_part)
+    rows, special = connect_batch(crop, peak_part, peak_x, peak_y, paf[None], image_height, n_parts)
+    return rows[:, 1:], torch.nonzero(special[0]).flatten().tolist()
+
+
+def connect_batch(peak_crop, peak_part, peak_x, peak_y, paf: torch.Tensor, image_height: int,
+                  n_parts: int = C.NUM_COCO):
+    """`connect` for B crops at once: peaks sorted by (crop, part), `paf` (B,H,W,38). Returns (C,7) float64 rows
+    [crop, limb k, id A, id B, score, i, j] (ids global: positions in the peak list), crop by crop in the
+    reference's order, and a (B,19) mask of the limbs with no peaks at one end."""
     device = paf.device
-    limb, i, j, id_a, id_b, n_a, n_b = _pairs(peak_part, n_parts)
-    special = torch.nonzero((n_a == 0) | (n_b == 0)).flatten().tolist()
-    if limb.numel() == 0:
-        return torch.zeros((0, 6), dtype=torch.float64, device=device), special
+    n_crops = paf.shape[0]
+    crop_limb, i, j, id_a, id_b, special = _pairs(peak_crop * n_parts + peak_part, n_crops, n_parts)
+    if crop_limb.numel() == 0:
+        return torch.zeros((0, 7), dtype=torch.float64, device=device), special
+    limbs = len(C.OP_LIMBS)
+    crop, limb = torch.div(crop_limb, limbs, rounding_mode="floor"), crop_limb % limbs
 
     xa, ya = peak_x[id_a].double(), peak_y[id_a].double()
     dx, dy = peak_x[id_b].double() - xa, peak_y[id_b].double() - ya
@@ -52,8 +69,11 @@ def connect(peak_part, peak_x, peak_y, paf: torch.Tensor, image_height: int, n_p
     col = torch.round(xa[:, None] + dx[:, None] * s / (n - 1)).long()
     row = torch.round(ya[:, None] + dy[:, None] * s / (n - 1)).long()
     channels = torch.tensor(C.OP_LIMB_PAF, device=device)[limb]  # (P, 2)
-    px = paf[row, col, channels[:, 0:1]].double()
-    py = paf[row, col, channels[:, 1:2]].double()
+    _, height, width, depth = paf.shape
+    pixel = ((crop[:, None] * height + row) * width + col) * depth  # flat gathers: far faster than 4-D indexing
+    flat = paf.reshape(-1)
+    px = flat[pixel + channels[:, 0:1]].double()
+    py = flat[pixel + channels[:, 1:2]].double()
     values = px * ux[:, None] + py * uy[:, None]  # (P, n)
 
     total = torch.zeros_like(norm)
@@ -64,15 +84,17 @@ def connect(peak_part, peak_x, peak_y, paf: torch.Tensor, image_height: int, n_p
     prior = (torch.full_like(norm, 0.5 * image_height) / norm - 1).clamp(max=0)
     score = total / torch.full_like(total, n) + prior
     accepted = ((values > C.OP_PAF_THRESHOLD).sum(1) > 0.8 * n) & (score > 0)
-    limb, i, j, id_a, id_b, score = (t[accepted] for t in (limb, i, j, id_a, id_b, score))
+    crop_limb, crop, limb, i, j, id_a, id_b, score = (
+        t[accepted] for t in (crop_limb, crop, limb, i, j, id_a, id_b, score))
 
-    # Stable sort by limb, then by descending score (ties keep the i-major order), then greedy matching.
+    # Stable sort by (crop, limb), then by descending score (ties keep the i-major order), then greedy matching.
     order = torch.sort(score, descending=True, stable=True).indices
-    order = order[torch.sort(limb[order], stable=True).indices]
-    limb, i, j, id_a, id_b, score = (t[order] for t in (limb, i, j, id_a, id_b, score))
+    order = order[torch.sort(crop_limb[order], stable=True).indices]
+    crop, limb, i, j, id_a, id_b, score = (t[order] for t in (crop, limb, i, j, id_a, id_b, score))
     n_peaks = peak_part.numel()
-    kept = greedy_matching(limb * n_peaks + id_a, limb * n_peaks + id_b)  # keys unique per limb
-    rows = torch.stack([limb.double(), id_a.double(), id_b.double(), score, i.double(), j.double()], 1)
+    kept = greedy_matching(limb * n_peaks + id_a, limb * n_peaks + id_b)  # ids are global: keys unique per crop
+    rows = torch.stack([crop.double(), limb.double(), id_a.double(), id_b.double(), score, i.double(),
+                        j.double()], 1)
     return rows[kept], special
 
 

@@ -53,17 +53,21 @@ def _symmetric_sum(taps: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def exact_smoothed_at(maps: torch.Tensor, row: torch.Tensor, col: torch.Tensor, part: torch.Tensor) -> torch.Tensor:
-    """scipy's `gaussian_filter(maps[:, :, part], 3)[row, col]` (float64, bit-exact) at a list of pixels.
+def exact_smoothed_at(maps: torch.Tensor, row: torch.Tensor, col: torch.Tensor, part: torch.Tensor,
+                      crop: torch.Tensor | None = None) -> torch.Tensor:
+    """scipy's `gaussian_filter(maps[crop, :, :, part], 3)[row, col]` (float64, bit-exact) at a list of pixels.
 
-    `maps` (H,W,P) float32 or float64 with H, W > RADIUS. The filter runs along rows (axis 0) first, then columns.
+    `maps` (H,W,P), or (B,H,W,P) with `crop` indices, float32 or float64 with H, W > RADIUS. The filter runs along
+    rows (axis 0) first, then columns.
     """
-    height, width, _ = maps.shape
+    if crop is None:
+        maps, crop = maps[None], torch.zeros_like(row)
+    _, height, width, _ = maps.shape
     offsets = torch.arange(-RADIUS, RADIUS + 1, device=maps.device)
     rows = _reflect(row[:, None] + offsets, height)  # (Q, 25)
     cols = _reflect(col[:, None] + offsets, width)  # (Q, 25)
     # float32 -> float64 is exact, so gathering first and widening after gives the reference's float64 inputs
-    window = maps[rows[:, :, None], cols[:, None, :], part[:, None, None]].double()  # (Q, 25 rows, 25 cols)
+    window = maps[crop[:, None, None], rows[:, :, None], cols[:, None, :], part[:, None, None]].double()
     weights = torch.as_tensor(gaussian_weights(), device=maps.device)
     along_rows = _symmetric_sum(window.transpose(1, 2), weights)  # (Q, 25 cols)
     return _symmetric_sum(along_rows, weights)
@@ -132,41 +136,50 @@ def find_peaks(maps, parts: int | None = None, smoothed=None, bound=None):
 def _fast_peaks(maps: torch.Tensor, smoothed: torch.Tensor, eps: torch.Tensor, slow: set[int]):
     """Decide from the approximate smoothing where the error bound allows it, recompute exactly where it does not.
     Channels in `slow` are skipped; channels with too many uncertain pixels are added to it."""
-    parts = smoothed.shape[0]
-    padded = torch.nn.functional.pad(smoothed, (1, 1, 1, 1))  # neighbours outside the map count as 0
-    highest = torch.maximum(torch.maximum(padded[:, :-2, 1:-1], padded[:, 2:, 1:-1]),
-                            torch.maximum(padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]))
-    threshold = C.OP_PEAK_THRESHOLD
-    e = eps.float()[:, None, None]
-    possible = (smoothed > threshold - e) & (smoothed - highest >= -2 * e)
-    part, row, col = torch.nonzero(possible, as_tuple=True)
+    eps = eps.clone()
     if slow:
-        inside = ~torch.isin(part, torch.tensor(sorted(slow), device=part.device))
-        part, row, col = part[inside], row[inside], col[inside]
-    value = smoothed[part, row, col].double()
-    margin = value - highest[part, row, col].double()  # how far above its highest neighbour
-    e = eps[part]
+        eps[sorted(slow)] = float("nan")  # a NaN budget makes no pixel possible: the channel is skipped
+    _, part, row, col, plateau = batch_peaks(maps[None], smoothed[None], eps[None])
+    slow.update(torch.nonzero(plateau[0]).flatten().tolist())
+    return part, row, col
+
+
+def batch_peaks(maps: torch.Tensor, smoothed: torch.Tensor, eps: torch.Tensor):
+    """Peaks of B crops at once: `maps` (B,H,W,C) float32, `smoothed` (B,P,H,W) approximately smoothed maps with
+    error below `eps` (B,P) (NaN: skip that channel). Returns (crop, part, row, col) of the peaks decided here and
+    a (B,P) mask of the channels with more than MAX_POINTWISE uncertain pixels, whose peaks are left out (plateaus:
+    scipy's full filter is cheaper there). Only the uncertain pixels are computed exactly."""
+    parts = smoothed.shape[1]
+    padded = torch.nn.functional.pad(smoothed, (1, 1, 1, 1))  # neighbours outside the map count as 0
+    highest = torch.maximum(torch.maximum(padded[:, :, :-2, 1:-1], padded[:, :, 2:, 1:-1]),
+                            torch.maximum(padded[:, :, 1:-1, :-2], padded[:, :, 1:-1, 2:]))
+    threshold = C.OP_PEAK_THRESHOLD
+    e = eps.float()[:, :, None, None]
+    possible = (smoothed > threshold - e) & (smoothed - highest >= -2 * e)
+    crop, part, row, col = torch.nonzero(possible, as_tuple=True)
+    value = smoothed[crop, part, row, col].double()
+    margin = value - highest[crop, part, row, col].double()  # how far above its highest neighbour
+    e = eps[crop, part].double()
     unsure = (value <= threshold + e) | (margin <= 2 * e)
-    counts = torch.bincount(part[unsure], minlength=parts)
-    keep = ~unsure
-    for p in torch.nonzero(counts > MAX_POINTWISE).flatten().tolist():  # plateaus: scipy is cheaper
-        slow.add(p)
-        keep &= part != p
-        unsure &= part != p
+    channel = crop * parts + part
+    counts = torch.bincount(channel[unsure], minlength=eps.numel()).view(eps.shape)
+    plateau = counts > MAX_POINTWISE
+    keep = ~unsure & ~plateau[crop, part]
+    unsure &= ~plateau[crop, part]
     if unsure.any():
-        keep[unsure] = _exact_decision(maps, row[unsure], col[unsure], part[unsure])
-    return part[keep], row[keep], col[keep]
+        keep[unsure] = _exact_decision(maps, row[unsure], col[unsure], part[unsure], crop[unsure])
+    return crop[keep], part[keep], row[keep], col[keep], plateau
 
 
-def _exact_decision(maps: torch.Tensor, row, col, part) -> torch.Tensor:
+def _exact_decision(maps: torch.Tensor, row, col, part, crop) -> torch.Tensor:
     """The reference rule at the given pixels, from exact smoothed values of each pixel and its 4 neighbours."""
-    height, width, _ = maps.shape
+    _, height, width, _ = maps.shape
     d_row = torch.tensor([0, -1, 1, 0, 0], device=maps.device)
     d_col = torch.tensor([0, 0, 0, -1, 1], device=maps.device)
     rows, cols = row[:, None] + d_row, col[:, None] + d_col  # (Q,5): the pixel, above, below, left, right
     inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
     values = torch.zeros(rows.shape, dtype=torch.float64, device=maps.device)
-    parts = part[:, None].expand_as(rows)
-    values[inside] = exact_smoothed_at(maps, rows[inside], cols[inside], parts[inside])
+    parts, crops = part[:, None].expand_as(rows), crop[:, None].expand_as(rows)
+    values[inside] = exact_smoothed_at(maps, rows[inside], cols[inside], parts[inside], crops[inside])
     centre = values[:, 0]
     return (centre[:, None] >= values[:, 1:]).all(1) & (centre > C.OP_PEAK_THRESHOLD)
