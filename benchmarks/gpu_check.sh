@@ -23,8 +23,13 @@ assert torch.cuda.is_available(), "no CUDA device visible"
 print("torch", torch.__version__, "on", torch.cuda.get_device_name(0), file=sys.stderr)
 PY
 start=$(date +%s)
-$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py -p no:cacheprovider 2>&1 | tee "$OUTDIR/gpu_tests.log" | tail -3
+set +e
+$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py tests/test_openpose.py -p no:cacheprovider 2>&1 \
+    | tee "$OUTDIR/gpu_tests.log" | tail -3
 tests_rc=$?
+set -e
+# the decode-on-device table (networks alone, each stage, extract with each decode path; fp32, TF32, bf16)
+$PY benchmarks/gpu.py --json "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/gpu_table.log" | tail -22
 $PY benchmarks/gpu_throughput.py --json "$OUTDIR/gpu_check.json" --tests-log "$OUTDIR/gpu_tests.log"
 echo "gpu check done in $(( $(date +%s) - start )) s -> $OUTDIR/gpu_check.json"
 exit $tests_rc

@@ -12,6 +12,10 @@ from .batch import decode_batch
 from .decoding import Decoded, decode_full
 from .preprocess import check_image, has_room, preprocess
 
+# Where detect_batch decodes when its caller does not say: None = on the model's device off the CPU (benchmarks
+# set it to compare the two paths inside whole jobs).
+DECODE_ON_DEVICE: bool | None = None
+
 
 def _empty() -> tuple[np.ndarray, np.ndarray]:
     """The reference's result when there are no peaks: a 1-D empty candidate and no people."""
@@ -86,6 +90,8 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
         overlap = device.type == "cuda"
     # On a GPU the maps are decoded where they are (`decode_batch`); on the CPU crop by crop (`decode_full`), which
     # measured faster there than the batched tensor path (35 against 42-52 ms a crop on 2 cores: cache-sized work).
+    if decode_on_device is None:
+        decode_on_device = DECODE_ON_DEVICE
     on_device = device.type != "cpu" if decode_on_device is None else decode_on_device
     bar = None
     if progress:

@@ -1,0 +1,150 @@
+"""Where the time of an extraction goes on a device, and what decoding on the device changes: one run, one table.
+
+    python benchmarks/gpu.py                       # CUDA (the prepared check: benchmarks/gpu_check.sh)
+    python benchmarks/gpu.py --device cpu --crops 32 --batch 16   # the same table on this machine
+
+Per precision (fp32 with TF32 off, fp32 with TF32, bf16), with recipe weights and one real photo cropped at random
+boxes: the networks alone (the ceilings), each stage of one batch on its own (crop, SPIN + SMPL, OpenPose,
+decode crop by crop on the CPU = the old path, decode of the batch on the device = `decode_batch`), and `extract`
+end to end with each decode path. Device time is synchronised before every clock read. The original structure
+(pytorch-openpose's per-image loop) is `benchmarks/speed.py`'s business; its per-crop decode is the "cpu" row here.
+Writes a table and JSON (--json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("MESHCONF_SHARED", REPO.parent / "shared"))
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from memory import cpu_name, data_dir  # noqa: E402
+
+from meshconf import geometry  # noqa: E402
+from meshconf.bundle import load_models  # noqa: E402
+from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
+from meshconf.openpose import decode_batch, decode_full, forward_tensors, preprocess  # noqa: E402
+from meshconf.runtime import synchronize  # noqa: E402
+from meshconf.sp_op.extract import extract  # noqa: E402
+
+PRECISIONS = (("fp32", "float32", False), ("tf32", "float32", True), ("bf16", "bfloat16", False))
+
+
+def timed(device, fn, repeat: int = 1) -> float:
+    """Seconds of the fastest of `repeat` calls, device synchronised."""
+    best = float("inf")
+    for _ in range(repeat):
+        synchronize(device)
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def dataset(tmp: pathlib.Path, n: int) -> AnnotatedCrops:
+    shutil.copy(SHARED / "data" / "meshconfidence" / "examples" / "im1010.jpg", tmp / "b.jpg")
+    rng = np.random.default_rng(0)
+    center = np.array([150.0, 160.0]) + rng.uniform(-15, 15, (n, 2))
+    joints = center[:, None] + rng.uniform(-60, 60, (n, 14, 2))
+    return AnnotatedCrops(Annotations(np.array(["b.jpg"] * n), center, rng.uniform(0.9, 1.2, n), joints,
+                                      center.copy(), dataset="bench"), tmp)
+
+
+def stage_rows(models, crops: np.ndarray, label: str) -> list[dict]:
+    """Each stage of one batch on its own, in crops/s."""
+    device, n = models.device, len(crops)
+    rows = []
+
+    def rate(stage, seconds):
+        rows.append(dict(precision=label, stage=stage, crops=n, crops_per_s=round(n / seconds, 1)))
+
+    with torch.inference_mode():
+        x = geometry.normalize_crop(crops.astype(np.float32), device).contiguous(memory_format=torch.channels_last)
+        rate("SPIN + SMPL", timed(device, lambda: models.smpl(*models.spin(x)[:2]), 3))
+    bgr = [np.ascontiguousarray(c[:, :, ::-1].astype(np.float32)) for c in crops]
+    net_input = np.concatenate([preprocess(b)[0] for b in bgr])
+    image_hw = preprocess(bgr[0])[1].image_hw
+    rate("OpenPose network", timed(device, lambda: forward_tensors(models.body, net_input, n), 3))
+    paf, heat = forward_tensors(models.body, net_input, n)
+    paf_np, heat_np = paf.cpu().numpy(), heat.cpu().numpy()
+    rate("decode, crop by crop on the CPU (old path)",
+         timed(device, lambda: [decode_full(paf_np[k], heat_np[k], image_hw) for k in range(n)]))
+    rate("decode, batch on the device (decode_batch)", timed(device, lambda: decode_batch(paf, heat, image_hw), 2))
+    peaks = sum(len(d.candidate) for d in decode_batch(paf, heat, image_hw)) / n
+    rows[-1]["peaks_per_crop"] = round(peaks, 1)
+    return rows
+
+
+def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str) -> list[dict]:
+    import meshconf.openpose.detect as detect_module
+
+    rows = []
+    for on_device in (False, True):
+        detect_module.DECODE_ON_DEVICE = on_device
+        out = tmp / f"x_{label}_{on_device}"
+        extract(models.spin, models.smpl, models.body, data, str(out), "w", batch_size=batch, progress=False,
+                max_batches=1, models=models.settings())  # warm-up batch, not timed
+        seconds = timed(models.device, lambda: extract(models.spin, models.smpl, models.body, data, str(out), "w",
+                                                       batch_size=batch, progress=False, models=models.settings()))
+        n = len(data) - batch
+        rows.append(dict(precision=label, stage=f"extract end to end, decode {'on the device' if on_device else 'on the CPU'}",
+                         crops=n, crops_per_s=round(n / seconds, 1)))
+    detect_module.DECODE_ON_DEVICE = None
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--crops", type=int, default=640, help="rows of the extraction (one batch is warm-up)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "gpu.json"))
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    print(f"CPU: {cpu_name()}; {os.cpu_count()} cores; device: {gpu or args.device}; torch {torch.__version__}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        root = data_dir(tmp)
+        data = dataset(tmp, args.crops)
+        crops = np.stack([data[i]["crop"] for i in range(args.batch)])
+        for label, precision, tf32 in PRECISIONS:
+            if label not in args.precisions.split(","):
+                continue
+            if tf32 and device.type != "cuda":
+                continue
+            models = load_models({"spin", "smpl", "body"}, root, device=args.device, precision=precision,
+                                 tf32=tf32, fixed_shapes=True)
+            rows += stage_rows(models, crops, label)
+            rows += extract_rows(models, data, tmp, args.batch, label)
+            for row in rows[-6:]:
+                print(row, flush=True)
+    width = max(len(r["stage"]) for r in rows)
+    print(f"\n| precision | {'stage'.ljust(width)} | crops/s |\n|---|---|---|")
+    for r in rows:
+        print(f"| {r['precision']} | {r['stage'].ljust(width)} | {r['crops_per_s']} |")
+    result = dict(benchmark="gpu", cpu=cpu_name(), cores=os.cpu_count(), device=gpu or args.device,
+                  torch=torch.__version__, batch=args.batch, rows=rows)
+    pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
