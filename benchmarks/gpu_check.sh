@@ -24,9 +24,10 @@ print("torch", torch.__version__, "on", torch.cuda.get_device_name(0), file=sys.
 PY
 start=$(date +%s)
 set +e
-$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py tests/test_openpose.py -p no:cacheprovider 2>&1 \
-    | tee "$OUTDIR/gpu_tests.log" | tail -3
+$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py tests/test_openpose.py -p no:cacheprovider \
+    > "$OUTDIR/gpu_tests.log" 2>&1
 tests_rc=$?
+tail -3 "$OUTDIR/gpu_tests.log"
 set -e
 # the decode-on-device table (networks alone, each stage, extract with each decode path; fp32, TF32, bf16)
 $PY benchmarks/gpu.py --json "$OUTDIR/gpu.json" 2>&1 | tee "$OUTDIR/gpu_table.log" | tail -22
