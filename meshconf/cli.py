@@ -32,6 +32,8 @@ JOBS = {
     "prepare": ("meshconf.classifier.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
     "train": ("meshconf.classifier.train", "train the error estimators on prepared tables"),
     "evaluate": ("meshconf.classifier.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
+    "calibrate": ("meshconf.classifier.calibrate",
+                  "refit an estimator's bounds, P(accurate) and operating points on your own labelled arrays"),
 }
 
 

@@ -79,3 +79,73 @@ def group_operating_points(p, label, groups, precisions=(0.8, 0.85, 0.9, 0.95)) 
     per_group = [dict(operating_points(p[groups == g], label[groups == g], precisions)) for g in np.unique(groups)]
     return [[float(t), max(points[t] for points in per_group)] for t in precisions
             if all(t in points for points in per_group)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Recalibration of P(accurate): a monotone map fitted on a user's own labelled rows (`meshconf calibrate`), stored in
+# the estimator's metadata as plain numbers and applied by `Estimator.predict`.
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p) - np.log1p(-p)
+
+
+def recalibrated(p: np.ndarray, spec: dict | None) -> np.ndarray:
+    """P(accurate) through a stored recalibration: None or "identity" (unchanged), "logistic"
+    (sigmoid(a logit(p) + b)) or "isotonic" (piecewise linear through the fitted steps)."""
+    method = (spec or {}).get("method", "identity")
+    if method == "identity":
+        return p
+    if method == "logistic":
+        z = float(spec["a"]) * _logit(p) + float(spec["b"])
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+    if method == "isotonic":
+        return np.interp(p, np.asarray(spec["x"], np.float64), np.asarray(spec["y"], np.float64))
+    raise ValueError(f"unknown recalibration method {method!r}")
+
+
+def fit_recalibration(p: np.ndarray, label: np.ndarray, method: str) -> dict:
+    """A monotone map from P(accurate) to the observed frequency of accurate meshes."""
+    p, label = np.asarray(p, np.float64), np.asarray(label, np.float64)
+    if method == "identity":
+        return {"method": "identity"}
+    if min(label.sum(), len(label) - label.sum()) < MIN_CLASS_ROWS:
+        raise ValueError(f"at least {MIN_CLASS_ROWS} accurate and {MIN_CLASS_ROWS} inaccurate meshes are needed")
+    if method == "logistic":
+        from sklearn.linear_model import LogisticRegression
+
+        fit = LogisticRegression(C=1e4, max_iter=1000).fit(_logit(p)[:, None], label)
+        return {"method": "logistic", "a": float(fit.coef_[0, 0]), "b": float(fit.intercept_[0])}
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        fit = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, label)
+        # the fitted steps, shrunk a little towards 0.5 so no mesh is ever called certain from a handful of rows
+        y = (fit.y_thresholds_ * len(p) + 0.5) / (len(p) + 1)
+        return {"method": "isotonic", "x": fit.X_thresholds_.tolist(), "y": y.tolist()}
+    raise ValueError(f"unknown recalibration method {method!r}")
+
+
+RECALIBRATIONS = ("identity", "logistic", "isotonic")
+# Fewer accurate (or inaccurate) meshes than this in a fold and a fitted map follows that fold's prevalence rather than
+# the estimator's error (seen on 3DPW: 1,000 rows with 36 accurate meshes moved ECE on later rows from 0.014 to 0.10).
+MIN_CLASS_ROWS = 50
+
+
+def choose_recalibration(p: np.ndarray, label: np.ndarray, halves: list[np.ndarray]) -> tuple[dict, dict]:
+    """The recalibration with the lowest held-out Brier score, cross-fitted over `halves` (row index arrays that
+    together cover the rows: fit on all but one, score on that one); then refitted on every row. Identity is a
+    candidate, so a well-calibrated estimator stays as it is. Returns (spec, held-out Brier per method)."""
+    scores = {}
+    for method in RECALIBRATIONS:
+        total = 0.0
+        try:
+            for k, held in enumerate(halves):
+                fit_rows = np.concatenate([h for i, h in enumerate(halves) if i != k])
+                spec = fit_recalibration(p[fit_rows], label[fit_rows], method)
+                total += float(((recalibrated(p[held], spec) - label[held]) ** 2).sum())
+        except ValueError:  # one class only in a fold: this method cannot be fitted there
+            total = float("inf")
+        scores[method] = total / max(sum(len(h) for h in halves), 1)
+    best = min(RECALIBRATIONS, key=lambda m: (scores[m], RECALIBRATIONS.index(m)))
+    return fit_recalibration(p, label, best), scores

@@ -19,7 +19,8 @@ COLUMNS = (("N", "n", "{:d}"), ("MC acc", "mc_accuracy", "{:.1%}"), ("AUROC", "m
            ("WJ top1", "wj_top1", "{:.1%}"), ("WJ top3", "wj_top3", "{:.1%}"),
            ("top1|inacc", "wj_top1_inaccurate", "{:.1%}"), ("top3|inacc", "wj_top3_inaccurate", "{:.1%}"),
            ("r(err)", "joint_pearson_r_mean", "{:.3f}"), ("AURC", "aurc", "{:.3f}"),
-           ("bound cov", "bound_coverage", "{:.1%}"), ("bound px", "bound_px_median", "{:.1f}"))
+           ("bound cov", "bound_coverage", "{:.1%}"), ("worst joint", "bound_coverage_worst_joint", "{:.1%}"),
+           ("bound px", "bound_px_median", "{:.1f}"))
 
 
 def add_arguments(parser) -> None:
@@ -58,6 +59,10 @@ def run(args) -> int:
     missing_gt = [n for n, s in sets.items() if s.se is None]
     if missing_gt:
         raise MeshconfError(f"no ground truth (_sp_gt.npy) for {', '.join(missing_gt)}: cannot evaluate")
+    from .domain import drift
+
+    for n, s in sets.items():
+        print(drift(s.ed, s.conf).line(n))
     results = {}
     from tqdm import tqdm
 
@@ -99,11 +104,18 @@ def run(args) -> int:
                       f"{point['acceptance']:.1%}")
     for label, rows in results.items():
         for n, r in rows.items():
+            bins = r["reliability"]
+            cells = ", ".join(f"{k / 10:.1f}-{(k + 1) / 10:.1f}: {c:.2f}/{f:.2f} n={m}" for k, (c, f, m) in
+                              enumerate(zip(bins["confidence"], bins["frequency"], bins["count"])) if m)
+            print(f"{label} on {n}: ECE {r['mc_ece']:.3f}; per bin (mean P(accurate)/share accurate, rows): {cells}")
             if "bounds" in r:
                 b = r["bounds"]
-                joints = ", ".join(f"{name} {c:.0%}" for name, c in zip(C.J14_NAMES, b["coverage_per_joint"]))
+                per_joint = b["coverage_per_joint"]
+                joints = ", ".join(f"{name} {c:.1%}" for name, c in zip(C.J14_NAMES, per_joint))
+                low, high = min(range(14), key=per_joint.__getitem__), max(range(14), key=per_joint.__getitem__)
                 print(f"{label} on {n}: bounds cover {b['coverage']:.1%} of joints (mean {b['bound_px_mean']:.1f} px, "
-                      f"median {b['bound_px_median']:.1f} px); per joint: {joints}")
+                      f"median {b['bound_px_median']:.1f} px); per joint min {C.J14_NAMES[low]} {per_joint[low]:.1%}, "
+                      f"max {C.J14_NAMES[high]} {per_joint[high]:.1%}; each: {joints}")
     plots.reliability(results, os.path.join(args.out, "reliability.png"))
     plots.risk_coverage(results, os.path.join(args.out, "risk_coverage.png"))
     plots.joint_correlation(results, os.path.join(args.out, "joint_correlation.png"))

@@ -79,6 +79,7 @@ def evaluate(pred: Prediction, s: EDSet, points=None) -> dict:
     if pred.joint_error_bound is not None:
         out["bounds"] = bound_report(pred.joint_error_bound, s.se, C.NORM_UNIT_PX)
         out["bound_coverage"] = out["bounds"]["coverage"]
+        out["bound_coverage_worst_joint"] = min(out["bounds"]["coverage_per_joint"])
         out["bound_px_median"] = out["bounds"]["bound_px_median"]
     if pred.joint_error is not None:
         r = pearson_per_joint(pred.joint_error, s.se)

@@ -18,7 +18,7 @@ from torch import nn
 from .. import constants as C
 from ..errors import MeshconfError
 from ..fileio import atomic_path
-from .calibration import BOUND_EPS
+from .calibration import BOUND_EPS, recalibrated
 
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
 
@@ -222,7 +222,7 @@ class Estimator:
                                        *extra)
                 outs.append((torch.sigmoid(mc).numpy(), torch.softmax(wj, dim=1).numpy(),
                              None if err is None else err.numpy()))
-        p = np.concatenate([o[0] for o in outs])
+        p = recalibrated(np.concatenate([o[0] for o in outs]).astype(np.float64), self.metadata.get("recalibration"))
         w = np.concatenate([o[1] for o in outs])
         e = None if outs[0][2] is None else np.concatenate([o[2] for o in outs]).astype(np.float64)
         return Prediction(p.astype(np.float64), w.astype(np.float64), e, self.bound_of(e))
@@ -242,6 +242,20 @@ class Estimator:
         meta = {"kind": self.kind, "metadata": json.dumps(self.metadata)}
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=meta)
+
+
+def weights_digest(path) -> str:
+    """SHA-256 over the tensors of a saved estimator (names, dtypes, shapes, bytes), not its metadata: what two
+    machines compare to see whether they trained the same weights."""
+    import hashlib
+
+    from safetensors.numpy import load_file
+
+    digest = hashlib.sha256()
+    for key, value in sorted(load_file(path).items()):
+        digest.update(f"{key}|{value.dtype}|{value.shape}|".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 def load_file(path) -> Estimator:

@@ -21,7 +21,7 @@ import torch
 from . import data as D
 from . import metrics as M
 from . import plots
-from .models import SHIPPED
+from .models import SHIPPED, weights_digest
 from ..errors import MeshconfError
 from ..fileio import write_json
 from .training import stack_with_trees, train_meshconfnet, train_original
@@ -37,20 +37,6 @@ def reproducible_numerics(threads: int) -> dict:
     os.environ.setdefault("MKL_CBWR", MKL_MODE)
     torch.set_num_threads(threads)
     return {"mkl_cbwr": os.environ["MKL_CBWR"], "threads": threads, "torch": torch.__version__}
-
-
-def weights_digest(path) -> str:
-    """SHA-256 over the tensors of a saved estimator (names, dtypes, shapes, bytes), not its metadata: what two
-    machines compare to see whether they trained the same weights."""
-    import hashlib
-
-    from safetensors.numpy import load_file
-
-    digest = hashlib.sha256()
-    for key, value in sorted(load_file(path).items()):
-        digest.update(f"{key}|{value.dtype}|{value.shape}|".encode())
-        digest.update(value.tobytes())
-    return digest.hexdigest()
 
 
 def add_arguments(parser) -> None:

@@ -21,7 +21,7 @@ import torch
 from .. import constants as C
 from ..errors import MeshconfError
 from .assembly import assemble
-from .decoding import Decoded, _smoothing_operators, decode_full, upsample
+from .decoding import Decoded, smoothing_operators, decode_full, upsample
 from .limbs import connect_batch
 from .network import NUM_HEATMAP, NUM_PAF
 from .peaks import RADIUS, REL_EPS, batch_peaks
@@ -57,7 +57,7 @@ def _upsampled(maps: torch.Tensor, geo: NetGeometry, channels: int, method: str)
 def _smoothed(low: torch.Tensor, geo: NetGeometry) -> tuple[torch.Tensor, torch.Tensor]:
     """The smoothed full-resolution heatmaps straight from the (B,P,h,w) network maps in float64, and the error
     budget per channel (see `decoding.approximate_smoothing`, whose operators and bound these are)."""
-    ky, kx = (torch.from_numpy(k).to(low.device) for k in _smoothing_operators(geo))
+    ky, kx = (torch.from_numpy(k).to(low.device) for k in smoothing_operators(geo))
     smoothed = (ky @ low.double() @ kx.T).float()
     bound = 4.0 * low.abs().flatten(2).amax(2).double()
     return smoothed, REL_EPS * bound

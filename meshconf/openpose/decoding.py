@@ -86,7 +86,7 @@ def _axis_operator(n_low: int, n_input: int, pad: int, n_out: int) -> np.ndarray
 
 
 @lru_cache(maxsize=16)
-def _smoothing_operators(geo: NetGeometry) -> tuple[np.ndarray, np.ndarray]:
+def smoothing_operators(geo: NetGeometry) -> tuple[np.ndarray, np.ndarray]:
     """(H,h) and (W,w) float64 matrices: Gaussian smoothing after upsampling, both linear and separable."""
     (height, width), (h, w) = geo.image_hw, geo.output_hw
     ky = band_matrix(height).numpy() @ _axis_operator(h, geo.input_hw[0], geo.pad_down, height)
@@ -104,7 +104,7 @@ def approximate_smoothing(low: torch.Tensor, geo: NetGeometry) -> tuple[torch.Te
     """
     if min(geo.image_hw) <= RADIUS:  # too small for the fast path anyway (find_peaks uses scipy there)
         return None, None
-    ky, kx = (torch.from_numpy(k).to(low.device) for k in _smoothing_operators(geo))
+    ky, kx = (torch.from_numpy(k).to(low.device) for k in smoothing_operators(geo))
     smoothed = (ky @ low.double() @ kx.T).float()
     bound = 4.0 * low.abs().flatten(1).amax(1) if low.numel() else torch.zeros(low.shape[0])
     return smoothed, bound
