@@ -37,12 +37,18 @@ def test_network_golden_through_load_body(body_model, golden, case):
     g = golden("openpose_net_golden.npz")
     image = g[f"{case}__oriImg"]
     net_input, geo = preprocess(image)
+    stored = g[f"{case}__net_input"]
     if image.dtype == np.uint8:
-        np.testing.assert_array_equal(net_input, g[f"{case}__net_input"])
+        # OpenCV's cubic resize of uint8 images is bit-exact only per CPU class (on an AVX2-only AMD Zen 3 it differs
+        # from the golden by one step at 2 of 79,488 values): exact against the reference transcription run on this
+        # machine, and within one uint8 step of the stored golden at a handful of values
+        np.testing.assert_array_equal(net_input, reference_body.preprocess(image)[0])
+        step = np.abs(net_input - stored)
+        assert step.max() <= 1 / 256 + 1e-7 and (step > 0).mean() < 1e-3
     else:
-        np.testing.assert_allclose(net_input, g[f"{case}__net_input"], atol=1e-5)
+        np.testing.assert_allclose(net_input, stored, atol=1e-5)
     assert [0, 0, geo.pad_down, geo.pad_right] == list(g[f"{case}__pad"])
-    x = torch.from_numpy(net_input)
+    x = torch.from_numpy(stored)  # the network against its golden, whatever this CPU's resize gave
     with torch.inference_mode():
         paf, heatmap = body_model(x)
         stages = body_model.stages(x)
