@@ -641,3 +641,49 @@ def test_nan_openpose_confidence_is_flagged_not_silent(tiny_models, monkeypatch)
     monkeypatch.setattr(P.sp_op, "relative_ed", nan_conf)
     flagged = P.analyse_crops(models, crops)[0]
     assert flagged.problem and "non-finite confidences" in flagged.problem
+
+
+# ---------------------------------------------------------------------------------------------------- model files
+def _smpl_pickle(shared, path, **replace):
+    """An SMPL pickle in the official layout (plain arrays and a sparse regressor), with arrays replaced."""
+    import pickle
+
+    import scipy.sparse
+
+    from meshconf.models.smpl_file import read_smpl_file
+
+    data = read_smpl_file(shared / "golden" / "smpl_synthetic" / "SMPL_NEUTRAL.pkl").as_dict()
+    data["J_regressor"] = scipy.sparse.csc_matrix(data["J_regressor"])
+    data.update(replace)
+    path.write_bytes(pickle.dumps(data, protocol=2))
+    return path
+
+
+def _crafted_regressor(**attributes):
+    import scipy.sparse
+
+    matrix = scipy.sparse.csc_matrix(np.eye(24, 6890))
+    for name, value in attributes.items():  # pickling stores whatever the attributes hold
+        setattr(matrix, name, value)
+    return matrix
+
+
+@pytest.mark.parametrize("case, replace, message", [
+    ("index far outside the shape", {"J_regressor": _crafted_regressor(indices=np.full(24, 10**8, np.int32))},
+     "do not fit its shape"),
+    ("index just outside the shape", {"J_regressor": _crafted_regressor(indices=np.full(24, 24, np.int32))},
+     "do not fit its shape"),
+    ("index pointers not monotone", {"J_regressor": _crafted_regressor(indptr=np.r_[0, 5, 2, np.full(6888, 24)]
+                                                                       .astype(np.int32))}, "do not fit its shape"),
+    ("declared shape of 10^12 elements", {"J_regressor": _crafted_regressor(_shape=(10**6, 10**6))}, "beyond any"),
+    ("face index outside the vertices", {"f": np.full((10, 3), 7000, np.uint32)}, "vertex indices outside"),
+    ("kinematic tree index outside", {"kintree_table": np.array([[4294967295] + [40] * 23, list(range(24))],
+                                                               np.int64)}, "joint indices outside"),
+])
+def test_a_crafted_smpl_file_is_refused_in_one_line_never_a_crash(shared, tmp_path, case, replace, message):
+    """`convert-smpl` reads the file in a fresh process: exit 2 with one line, never a signal (was a segfault)."""
+    path = _smpl_pickle(shared, tmp_path / "SMPL_NEUTRAL.pkl", **replace)
+    run = subprocess.run([sys.executable, "-m", "meshconf", "convert-smpl", str(path), str(tmp_path / "out.npz")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, (case, run.returncode, run.stderr[-500:])
+    assert message in run.stderr and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1

@@ -100,12 +100,67 @@ class SMPLData:
         return {k: getattr(self, k) for k in REQUIRED_KEYS}
 
 
+MAX_DENSE = 10**8  # elements of one densified sparse matrix (SMPL's regressor has 165,360)
+
+
+def _checked_sparse(value, key: str) -> np.ndarray:
+    """A sparse matrix from a file, densified only after its structure is checked: scipy trusts `indices`/`indptr`
+    when densifying, so a crafted file could otherwise write outside the array (seen: a segfault)."""
+    shape = getattr(value, "_shape", None) or getattr(value, "shape", None)
+    try:
+        rows, cols = (int(n) for n in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"sparse {key} has no valid 2-D shape") from None
+    if rows < 0 or cols < 0 or rows * cols > MAX_DENSE:
+        raise ValueError(f"sparse {key} declares shape ({rows}, {cols}), beyond any SMPL model")
+    data = np.asarray(getattr(value, "data", None))
+    if data.ndim != 1 or not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+        raise ValueError(f"sparse {key} holds non-numeric or misshapen data")
+    if value.format in ("csr", "csc"):
+        major, minor = (rows, cols) if value.format == "csr" else (cols, rows)
+        indptr, indices = np.asarray(value.indptr), np.asarray(value.indices)
+        if (indptr.ndim != 1 or indices.ndim != 1 or len(indptr) != major + 1 or indptr[0] != 0
+                or indptr[-1] != len(indices) or len(indices) != len(data) or (np.diff(indptr) < 0).any()
+                or (len(indices) and (indices.min() < 0 or indices.max() >= minor))):
+            raise ValueError(f"sparse {key} has indices or index pointers that do not fit its shape ({rows}, {cols})")
+    elif value.format == "coo":
+        r, c = np.asarray(value.row), np.asarray(value.col)
+        if (r.shape != data.shape or c.shape != data.shape
+                or (len(data) and (r.min() < 0 or r.max() >= rows or c.min() < 0 or c.max() >= cols))):
+            raise ValueError(f"sparse {key} has coordinates that do not fit its shape ({rows}, {cols})")
+    else:
+        raise ValueError(f"sparse {key} is in an unexpected format ({value.format})")
+    return value.toarray()
+
+
 def _to_plain(value, key: str) -> np.ndarray:
     if isinstance(value, _ChumpyStandIn):
         value = value.to_array(key)
     if scipy.sparse.issparse(value):
-        value = value.toarray()
+        value = _checked_sparse(value, key)
     return np.asarray(value)
+
+
+def _check_indices(data: "SMPLData") -> list[str]:
+    """Index arrays must point inside the arrays they index (faces into vertices, the tree into joints)."""
+    nv, nj = data.v_template.shape[0], data.kintree_table.shape[1]
+    bad = []
+    faces = data.f
+    if not np.issubdtype(faces.dtype, np.integer) and not np.array_equal(faces, np.round(faces)):
+        bad.append("f holds non-integer vertex indices")
+    elif faces.size and (faces.min() < 0 or faces.max() >= nv):
+        bad.append(f"f holds vertex indices outside 0..{nv - 1}")
+    tree = data.kintree_table.astype(np.int64) if np.isfinite(data.kintree_table).all() else None
+    if tree is None:
+        bad.append("kintree_table holds non-finite values")
+    else:
+        parents = tree[0, 1:]
+        if (tree[1] < 0).any() or (tree[1] >= nj).any() or (parents < 0).any() or (parents >= nj).any():
+            bad.append(f"kintree_table holds joint indices outside 0..{nj - 1}")
+    if data.J_regressor.shape[0] != nj or data.weights.shape[1] != nj:
+        bad.append(f"J_regressor {data.J_regressor.shape} and weights {data.weights.shape} do not match the "
+                   f"{nj} joints of kintree_table")
+    return bad
 
 
 def _from_mapping(raw, path: str) -> SMPLData:
@@ -114,7 +169,10 @@ def _from_mapping(raw, path: str) -> SMPLData:
     missing = [k for k in REQUIRED_KEYS if k not in raw]
     if missing:
         raise MeshconfError(f"{path} is not an SMPL model file: missing {', '.join(missing)}")
-    data = SMPLData(**{k: _to_plain(raw[k], k) for k in REQUIRED_KEYS})
+    try:
+        data = SMPLData(**{k: _to_plain(raw[k], k) for k in REQUIRED_KEYS})
+    except ValueError as exc:
+        raise MeshconfError(f"{path} is not a valid SMPL model file: {exc}") from None
     nv = data.v_template.shape[0]
     checks = {
         "v_template": data.v_template.shape == (nv, 3),
@@ -129,6 +187,9 @@ def _from_mapping(raw, path: str) -> SMPLData:
     if bad:
         raise MeshconfError(f"{path}: SMPL arrays with unexpected shapes: "
                             + ", ".join(f"{k} {getattr(data, k).shape}" for k in bad))
+    problems = _check_indices(data)
+    if problems:
+        raise MeshconfError(f"{path} is not a valid SMPL model file: {'; '.join(problems)}")
     return data
 
 
