@@ -154,7 +154,11 @@ class FolderLock:
 
 def verify_manifest(manifest: dict, folder: str, manifest_path: str) -> None:
     """Check the files a manifest lists under `files` ({name: sha256}) against their hashes: a set of outputs is
-    used only as the set that was written together (a crash or a full disk mid-write cannot pair new and old)."""
+    used only as the set that was written together (a crash or a full disk mid-write cannot pair new and old).
+    A manifest marked incomplete (written before the arrays, replaced after them) means the write never finished."""
+    if manifest.get("complete") is False:
+        raise MeshconfError(f"{manifest_path}: the arrays of this set were being written when that run stopped (a "
+                            f"crash or a full disk); they may mix two runs. Run the job that wrote them again")
     for name, digest in (manifest.get("files") or {}).items():
         path = os.path.join(folder, name)
         if not os.path.isfile(path):

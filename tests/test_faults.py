@@ -226,9 +226,17 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
         X.write_outputs(str(out), "t", merged, data, False, {})
     monkeypatch.undo()
     assert np.load(out / "t_sp_op.npy").tolist() == np.ones((5, 14)).tolist()  # new
-    assert not (out / "t_manifest.json").exists()  # ... and nothing vouches for the mix
-    with pytest.raises(MeshconfError, match="no .*manifest"):
+    assert json.loads((out / "t_manifest.json").read_text())["complete"] is False  # ... marked as a broken write
+    with pytest.raises(MeshconfError, match="being written"):
         qualitative.find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
+    from meshconf.classifier import data as D
+
+    with pytest.raises(MeshconfError, match="being written"):  # prepare, evaluate and calibrate read through it
+        D.load_set(out, "t")
+    for job in (["evaluate", "--data", str(out), "--sets", "t", "--train-sets"],
+                ["prepare", "--data", str(out), "--sets", "t", "--out", str(tmp_path / "prep")],
+                ["calibrate", "--data", str(out), "--out", str(tmp_path / "mine.safetensors")]):
+        assert cli_main(job) == 2, job
     assert not [n for n in os.listdir(out) if n.startswith(".tmp-")]
 
 

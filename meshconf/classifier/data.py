@@ -81,9 +81,33 @@ def original_filter(ed_set: EDSet) -> np.ndarray:
     return keep & ~(se > C.TRAIN_MAX_SE).any(axis=1)
 
 
+MANIFEST_SUFFIX = "_manifest.json"  # written by `meshconf extract` after its arrays
+
+
+def check_manifest(folder, prefix: str, log=print) -> None:
+    """A set with a manifest is read only as the set that was written together (every array's SHA-256, and not
+    mid-write); a set without one (the original's files) is read as it is, with a note."""
+    from ..fileio import verify_manifest
+
+    path = os.path.join(folder, prefix + MANIFEST_SUFFIX)
+    if not os.path.isfile(path):
+        log(f"note: {prefix} has no manifest (arrays not written by meshconf extract); read as they are")
+        return
+    try:
+        with open(path) as fh:
+            manifest = json.load(fh)
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise MeshconfError(f"{path} is not a readable manifest ({exc}); extract the arrays again") from None
+    verify_manifest(manifest, os.fspath(folder), path)
+
+
 def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = False, log=print) -> EDSet:
     """A set's arrays. Non-finite values (NaN, inf) are refused with the file, the array and the first bad row,
-    or with `drop_nonfinite` those rows are left out (and counted): they would poison normalisation and fits."""
+    or with `drop_nonfinite` those rows are left out (and counted): they would poison normalisation and fits.
+    The set's manifest, where there is one, must vouch for the arrays (`check_manifest`)."""
+    check_manifest(folder, prefix, log)
     arrays = {}
     for key, suffix in SUFFIXES.items():
         path = os.path.join(folder, prefix + suffix)

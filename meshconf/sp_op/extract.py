@@ -181,11 +181,11 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
 
 def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, info: dict,
                   signals: bool = False) -> None:
-    """The arrays, then the manifest naming each with its SHA-256. The old manifest goes first: a crash in between
-    leaves arrays without a manifest (refused by readers), never a manifest that vouches for a mixed set."""
+    """The arrays, then the manifest naming each with its SHA-256. First an incomplete manifest replaces the old
+    one: a crash or a full disk in between leaves a set every reader refuses, never one that vouches for a mix."""
     manifest_path = os.path.join(out, f"{name}_manifest.json")
-    if os.path.exists(manifest_path):
-        os.remove(manifest_path)
+    write_json(manifest_path, {"name": name, "complete": False,
+                               "note": "being written; if this stays, the run stopped mid-write: run it again"})
     files = {}
     for key, suffix in OUTPUTS:
         data = npy_bytes(merged[key])
@@ -199,7 +199,7 @@ def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, inf
         files[f"{name}_{suffix}.npy"] = sha256_bytes(data)
     if signals:
         info = {**info, "signal_columns": list(SIGNAL_COLUMNS)}
-    manifest = {"name": name, "rows": len(dataset), "dataset": dataset.annotations.dataset,
+    manifest = {"name": name, "complete": True, "rows": len(dataset), "dataset": dataset.annotations.dataset,
                 "meshconf_version": __version__, "files": files,
                 "ed_definition": "spine-aligned ED with the ground-truth spine as anchor (README, 'ED')",
                 **info, "row_keys": row_keys(dataset.annotations)}
