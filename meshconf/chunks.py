@@ -203,8 +203,14 @@ def model_settings(files: dict[str, str], precision: str = "float32", device: st
     precision and the device class (cpu/cuda: kernels differ in the last bits)."""
     from .fileio import file_fingerprint
 
-    return {"sha256": {name: file_fingerprint(path) for name, path in sorted(files.items())},
-            "numerics": NUMERICS_VERSION, "precision": precision, "device": str(device).split(":")[0]}
+    import torch
+
+    kind = str(device).split(":")[0]
+    settings = {"sha256": {name: file_fingerprint(path) for name, path in sorted(files.items())},
+                "numerics": NUMERICS_VERSION, "precision": precision, "device": kind}
+    if kind == "cpu":  # CPU kernels split their sums by thread: another count moves results by ~1e-6
+        settings["threads"] = torch.get_num_threads()
+    return settings
 
 
 def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], batch_size: int, desc: str,
@@ -218,6 +224,7 @@ def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], bat
     from tqdm import tqdm
 
     rows = range(len(dataset)) if rows is None else rows
+    check_images(store, dataset)
     done = store.done()
     todo = [i for i in rows if i not in done]
     batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)][:max_batches]
@@ -228,10 +235,35 @@ def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], bat
         loader = (collate([dataset[i] for i in batch]) for batch in batches)
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=None if progress else True) as bar:
         for batch in loader:
-            store.write(process(batch))
+            result = process(batch)
+            if "image_sha" in batch:  # each row's image content, hashed as it was read
+                result = {**result, "image_sha": np.asarray(batch["image_sha"], dtype="<U16")}
+            store.write(result)
             bar.update(len(batch["index"]))
     done = store.done()
     return all(i in done for i in rows)
+
+
+def check_images(store: ChunkStore, dataset) -> None:
+    """On resume, the images must still be the ones the stored rows were computed from: the first row of every
+    chunk has its image hashed again and compared with the hash stored when it was read (one file read per chunk;
+    a folder of other images under the same names is refused in one line)."""
+    if not hasattr(dataset, "image_digest"):
+        return
+    for path, chunk_rows in store.verified().items():
+        with np.load(path, allow_pickle=False) as npz:
+            stored = npz["image_sha"] if "image_sha" in npz.files else None
+        row = int(chunk_rows[0])
+        if stored is None or row >= len(dataset):
+            continue
+        try:
+            now = dataset.image_digest(row)
+        except OSError:
+            now = None
+        if now != str(stored[0]):
+            raise MeshconfError(f"{store.folder} holds rows computed from other images: row {row}'s image "
+                                f"{dataset.image_path(row)} is not the file it was computed from. Point --images at "
+                                f"the folder of that run, or use another --out to start over")
 
 
 def distributed() -> tuple[int, int]:

@@ -58,6 +58,22 @@ def image_size(path) -> tuple[int, int] | None:
 def read_bgr(path, max_pixels: float | None = None) -> np.ndarray:
     """HxWx3 uint8 BGR from an image file; any failure is a one-line `MeshconfError` naming the file.
     With `max_pixels`, larger images are refused from their header, before any memory is spent on them."""
+    return read_bgr_digest(path, max_pixels)[0]
+
+
+def content_digest(data) -> str:
+    """The short content hash resumable jobs store per row (64 bits of SHA-256 of the file's bytes)."""
+    import hashlib
+
+    return hashlib.sha256(memoryview(data)).hexdigest()[:16]
+
+
+def file_digest(path) -> str:
+    return content_digest(np.fromfile(os.fspath(path), dtype=np.uint8))
+
+
+def read_bgr_digest(path, max_pixels: float | None = None) -> tuple[np.ndarray, str]:
+    """`read_bgr` and the `content_digest` of the bytes it decoded (hashed as read: no second read)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MeshconfError(f"{path}: no such file")
@@ -74,7 +90,7 @@ def read_bgr(path, max_pixels: float | None = None) -> np.ndarray:
     if min(image.shape[:2]) < MIN_SIDE:
         raise MeshconfError(f"{path}: image of {image.shape[1]}x{image.shape[0]} px is too small (at least "
                             f"{MIN_SIDE} px per side)")
-    return image
+    return image, content_digest(data)
 
 
 def write_image(path, image_bgr: np.ndarray) -> None:

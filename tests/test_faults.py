@@ -695,3 +695,62 @@ def test_a_crafted_smpl_file_is_refused_in_one_line_never_a_crash(shared, tmp_pa
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2, (case, run.returncode, run.stderr[-500:])
     assert message in run.stderr and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------------------------------- what is bound
+def test_a_resume_on_annotations_differing_only_in_joints_is_refused(tmp_path, tiny_dataset, tiny_models):
+    """Interrupt on annotation file A, resume on A' that differs only in joints2d (or only in an extra array):
+    refused in one line naming the annotations, never rows of both in one array."""
+    from meshconf.dataset import AnnotatedCrops, load_annotations, save_annotations
+
+    path, images = tiny_dataset
+    a = load_annotations(path)
+    assert not _extract(tmp_path, AnnotatedCrops(a, images), tiny_models, batch_size=2, max_batches=1)
+    moved = load_annotations(path)
+    moved.joints2d = moved.joints2d + 1.0
+    save_annotations(tmp_path / "moved.npz", moved)
+    with pytest.raises(MeshconfError, match=r"other settings \(annotations\)"):
+        _extract(tmp_path, AnnotatedCrops(tmp_path / "moved.npz", images), tiny_models, batch_size=2)
+    extra = load_annotations(path)
+    extra.extra["joints3d"] = np.zeros((len(extra), 14, 3))
+    with pytest.raises(MeshconfError, match=r"other settings \(annotations\)"):
+        _extract(tmp_path, AnnotatedCrops(extra, images), tiny_models, batch_size=2)
+
+
+def test_a_resume_on_other_images_of_the_same_names_is_refused(tmp_path, tiny_dataset, tiny_models):
+    import cv2
+
+    from meshconf.dataset import AnnotatedCrops
+
+    path, images = tiny_dataset
+    assert not _extract(tmp_path, AnnotatedCrops(path, images), tiny_models, batch_size=2, max_batches=2)
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("a.png", "b.jpg"):  # the same names, other pixels
+        cv2.imwrite(str(other / name), cv2.imread(str(images / name))[:, ::-1])
+    with pytest.raises(MeshconfError, match="other images: row 0's image .*a.png"):
+        _extract(tmp_path, AnnotatedCrops(path, other), tiny_models, batch_size=2)
+    # the original folder resumes and finishes; each row's image hash is in its chunk
+    assert _extract(tmp_path, AnnotatedCrops(path, images), tiny_models, batch_size=2)
+    chunk = np.load(tmp_path / "out" / ".t_chunks" / "chunk_000000000.npz")
+    from meshconf.imageio import file_digest
+
+    assert chunk["image_sha"].tolist() == [file_digest(images / "a.png"), file_digest(images / "b.jpg")]
+
+
+def test_the_cpu_thread_count_is_bound(tmp_path, tiny_dataset, tiny_models):
+    from meshconf.chunks import model_settings
+    from meshconf.dataset import AnnotatedCrops
+
+    previous = torch.get_num_threads()
+    data = AnnotatedCrops(*tiny_dataset)
+    try:
+        torch.set_num_threads(1)
+        one = model_settings({}, device="cpu")
+        assert one["threads"] == 1 and "threads" not in model_settings({}, device="cuda")
+        assert not _extract(tmp_path, data, tiny_models, batch_size=2, max_batches=1, models=one)
+        torch.set_num_threads(2)
+        with pytest.raises(MeshconfError, match=r"other settings \(models\)"):
+            _extract(tmp_path, data, tiny_models, batch_size=2, models=model_settings({}, device="cpu"))
+    finally:
+        torch.set_num_threads(previous)

@@ -41,12 +41,21 @@ class Annotations:
         return len(self.imgname)
 
     def fingerprint(self) -> str:
-        """A short hash of which crops the file describes (names, centres, scales): resumed runs check it."""
+        """A short hash of the whole file's content (every array: names, boxes, 2D and 3D joints, extras, the
+        dataset name): a resumed run on an annotation file that differs in anything is refused."""
         import hashlib
 
         digest = hashlib.sha256("\n".join(map(str, self.imgname)).encode())
-        digest.update(np.ascontiguousarray(self.center, dtype=np.float64).tobytes())
-        digest.update(np.ascontiguousarray(self.scale, dtype=np.float64).tobytes())
+        arrays = {"center": self.center, "scale": self.scale, "joints2d": self.joints2d, "spine2d": self.spine2d,
+                  **self.extra}
+        for name in sorted(arrays):
+            value = np.asarray(arrays[name])
+            digest.update(f"|{name}|{value.dtype.str}|{value.shape}|".encode())
+            if value.dtype.kind in "US":
+                digest.update("\n".join(map(str, value.ravel())).encode())
+            else:
+                digest.update(np.ascontiguousarray(value).tobytes())
+        digest.update(f"|dataset|{self.dataset}".encode())
         return digest.hexdigest()[:16]
 
     @classmethod

@@ -10,7 +10,7 @@ import torch
 from .. import constants as C
 from .. import geometry
 from ..errors import MeshconfError
-from ..imageio import read_bgr
+from ..imageio import file_digest, read_bgr_digest
 from .annotations import Annotations, load_annotations
 
 
@@ -28,7 +28,7 @@ class AnnotatedCrops(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         a = self.annotations
         try:
-            image = read_bgr(os.path.join(self.image_root, str(a.imgname[i])))
+            image, digest = read_bgr_digest(self.image_path(i))
         except MeshconfError as exc:
             raise MeshconfError(f"{exc} (row {i} of the annotations; is --images the right folder?)") from None
         center, scale = a.center[i], float(a.scale[i])
@@ -42,10 +42,19 @@ class AnnotatedCrops(torch.utils.data.Dataset):
             return out
 
         return {"index": i, "crop": crop, "joints2d": to_crop(a.joints2d[i]), "spine2d": to_crop(a.spine2d[i]),
-                "box_px": scale * C.BOX_SCALE_PX}
+                "box_px": scale * C.BOX_SCALE_PX, "image_sha": digest}
+
+    def image_path(self, i: int) -> str:
+        return os.path.join(self.image_root, str(self.annotations.imgname[i]))
+
+    def image_digest(self, i: int) -> str:
+        """The content hash row i's image has now (what a resumed job compares with the one stored per row)."""
+        return file_digest(self.image_path(i))
 
 
 def collate(items: list[dict]) -> dict:
     return {"index": np.array([it["index"] for it in items]), "crop": np.stack([it["crop"] for it in items]),
             "joints2d": np.stack([it["joints2d"] for it in items]), "spine2d": np.stack([it["spine2d"] for it in items]),
-            "box_px": np.array([it.get("box_px", np.nan) for it in items], np.float64)}
+            "box_px": np.array([it.get("box_px", np.nan) for it in items], np.float64),
+            **({"image_sha": np.array([it["image_sha"] for it in items], dtype="<U16")}
+               if all("image_sha" in it for it in items) else {})}
