@@ -64,6 +64,7 @@ def test_call_padded_is_plain_call_for_eager_models():
     assert torch.equal(call_padded(model, x, 8), model(x))
 
 
+@pytest.mark.slow
 def test_fast_form_is_used_bound_to_the_source_and_survives_damage(tmp_path, monkeypatch, openpose_weights):
     from meshconf.models.checkpoint import fast_form_dir, read_fast_form
     from meshconf.openpose import load_body

@@ -29,6 +29,7 @@ def _coverage(estimator, s):
     return covered.mean(), covered.mean(0)
 
 
+@pytest.mark.slow
 def test_calibrated_bounds_cover_every_joint_on_later_blocks(occluded):
     """Calibrated on the first 10,000 rows of 3DPW-occluded test, judged on its second half (other sequences, after a
     purge gap): every joint within 4 points of 90% (the shipped bounds leave L hip at 82%), overall 89-93%."""

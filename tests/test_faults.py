@@ -688,13 +688,22 @@ def _crafted_regressor(**attributes):
     ("kinematic tree index outside", {"kintree_table": np.array([[4294967295] + [40] * 23, list(range(24))],
                                                                np.int64)}, "joint indices outside"),
 ])
-def test_a_crafted_smpl_file_is_refused_in_one_line_never_a_crash(shared, tmp_path, case, replace, message):
-    """`convert-smpl` reads the file in a fresh process: exit 2 with one line, never a signal (was a segfault)."""
+def test_a_crafted_smpl_file_is_refused_in_one_line_never_a_crash(shared, tmp_path, capsys, case, replace, message):
+    """`convert-smpl` on the file: exit 2 with one line (before: a silent load, a 7 TiB allocation, a segfault)."""
+    path = _smpl_pickle(shared, tmp_path / "SMPL_NEUTRAL.pkl", **replace)
+    assert cli_main(["convert-smpl", str(path), str(tmp_path / "out.npz")]) == 2, case
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.npz").exists()
+
+
+def test_a_crafted_smpl_file_never_kills_a_fresh_process(shared, tmp_path):
+    """The case that wrote out of bounds, in a process of its own: exit 2, never a signal."""
+    replace = {"J_regressor": _crafted_regressor(indices=np.full(24, 10**8, np.int32))}
     path = _smpl_pickle(shared, tmp_path / "SMPL_NEUTRAL.pkl", **replace)
     run = subprocess.run([sys.executable, "-m", "meshconf", "convert-smpl", str(path), str(tmp_path / "out.npz")],
                          capture_output=True, text=True, timeout=300)
-    assert run.returncode == 2, (case, run.returncode, run.stderr[-500:])
-    assert message in run.stderr and "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert run.returncode == 2 and "Traceback" not in run.stderr, (run.returncode, run.stderr[-500:])
 
 
 # ---------------------------------------------------------------------------------------------------- what is bound
