@@ -73,3 +73,26 @@ def test_arrays_without_manifest(tmp_path, arrays):
     assert Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5, by_position=True).row == 2
     with pytest.raises(MeshconfError, match="cannot be matched by position"):
         Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 6, by_position=True)
+
+
+def test_accurate_means_the_training_label_everywhere():
+    """A mesh whose worst joint is exactly 0.1 off is accurate for training, calibration and the reports alike."""
+    import pathlib
+
+    from meshconf.classifier.data import mesh_label, row_is_accurate
+
+    edge = np.full((1, 14), 0.05)
+    edge[0, 3] = 0.1
+    assert mesh_label(edge)[0] == 1 and row_is_accurate(edge[0])
+    over = edge.copy()
+    over[0, 3] = np.nextafter(0.1, 1)
+    assert mesh_label(over)[0] == 0 and not row_is_accurate(over[0])
+    unknown = edge[0].copy()
+    unknown[5] = np.nan
+    assert row_is_accurate(unknown)
+    # nowhere else is "accurate" decided by its own comparison with the threshold
+    package = pathlib.Path(__file__).resolve().parents[1] / "meshconf"
+    for path in package.rglob("*.py"):
+        for line in path.read_text().splitlines():
+            if "ACCURATE_SE_THRESHOLD" in line and ("se.max(" in line or "se).max(" in line or "(found.se" in line):
+                assert path.name == "data.py", (path, line)

@@ -178,9 +178,10 @@ class Estimator:
         out). The occluded copy of a dataset is a regime with fewer accurate meshes: a threshold fitted on the pool
         falls short there, as one fitted on 3DPW would on a harder dataset."""
         from .calibration import group_operating_points, group_quantiles
+        from .data import mesh_label
 
         se = np.asarray(se, dtype=np.float64)
-        labels = (se.max(axis=1) <= C.ACCURATE_SE_THRESHOLD).astype(int)
+        labels = mesh_label(se)
         groups = np.zeros(len(se), dtype=int) if groups is None else np.asarray(groups)
         names = [str(g) for g in np.unique(groups)]
         how = "" if len(names) == 1 else f"; the largest over the calibration groups {names}"

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import constants as C
+from ..classifier.data import row_is_accurate
 from ..errors import MeshconfError
 from ..fileio import verify_manifest, write_json
 from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
@@ -137,7 +138,7 @@ def panel(ds: str, n: int, pictures: dict, found: ArrayRow, prediction, label: s
                              layout="constrained")
     p = float(prediction.p_accurate[0])
     titles = ["crop", f"predicted: P(accurate) = {p:.2f}",
-              f"ground truth: {'accurate' if found.se.max() < C.ACCURATE_SE_THRESHOLD else 'inaccurate'} "
+              f"ground truth: {'accurate' if row_is_accurate(found.se) else 'inaccurate'} "
               f"(max SE {found.se.max() * PX:.1f} px)", f"predicted per part ({label})", "true per part (SE, px)"]
     keys = ["orig", "mesh_confidence_pred", "mesh_confidence_gt", "wj_confidence_pred", "wj_confidence_gt"]
     for ax, key, title in zip(axes, keys, titles):
@@ -217,7 +218,7 @@ def run(args) -> int:
     gt_range = (0.0, max(30.0, float(np.nanmax(se_px)) if np.isfinite(se_px).any() else 30.0))
     res, backend = args.render_res, args.renderer
     accurate_pred = bool(prediction.p_accurate[0] > 0.5)
-    accurate_gt = bool(np.nanmax(found.se) < C.ACCURATE_SE_THRESHOLD)
+    accurate_gt = row_is_accurate(found.se)
 
     def mc(accurate):
         return render.render(vertices, smpl.faces, cam_t, crop, colour=render.GOOD_RGB if accurate else render.BAD_RGB,
