@@ -1,6 +1,7 @@
 import hashlib
 import http.server
 import io
+import json
 import os
 import tarfile
 import threading
@@ -184,6 +185,9 @@ def test_doctor_and_require(tmp_path, shared, capsys, monkeypatch):
     lines = {line.split()[1]: line.split()[0] for line in out.splitlines() if line.startswith("  ")}
     assert lines["smpl_mean_params.npz"] == "ok" and lines["smpl/SMPL_NEUTRAL.pkl"] == "ok"
     assert lines["J_regressor_h36m.npy"] == "broken" and lines["model_checkpoint.pt"] == "missing"
+    assert cli_main(["doctor", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)  # stdout is the JSON document alone
+    assert report["ready"] is False and report["source"] == "$MESHCONF_DATA"
     with pytest.raises(MeshconfError) as e:
         A.require_all(["spin_checkpoint", "openpose_body", "smpl_neutral", "smpl_male"])
     msg = str(e.value)

@@ -39,7 +39,8 @@ def run(args) -> int:
     root = A.data_dir(args.data_dir)
     source = "--data-dir" if args.data_dir else (f"${A.ENV_DATA}" if A.ENV_DATA in os.environ
                                                  else "default cache")
-    print(f"data folder: {root} ({source})")
+    if not args.json:  # with --json, stdout holds the JSON document and nothing else
+        print(f"data folder: {root} ({source})")
     rows = diagnose(root, args.quick)
     problems = [a for a, status, _ in rows if status != "ok" and a.required]
     if args.json:
