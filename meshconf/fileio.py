@@ -175,7 +175,7 @@ def file_fingerprint(path) -> str:
     """SHA-256 of a (model) file, computed once per process for an unchanged file."""
     path = os.path.realpath(os.fspath(path))
     stat = os.stat(path)
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    key = (path, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)  # ctime: an in-place rewrite
     if key not in _SHA_CACHE:
         _SHA_CACHE[key] = sha256_file(path)
     return _SHA_CACHE[key]

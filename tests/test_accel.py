@@ -232,3 +232,27 @@ def test_extract_job_with_compiled_networks_equals_eager(tmp_path, tiny_dataset,
     manifest = json.loads((tmp_path / "compiled" / "t_manifest.json").read_text())
     assert manifest["compiled"] == ["body", "spin"]
     assert main([*common, "--out", str(tmp_path / "compiled"), "--compile", "off"]) == 2
+
+
+def test_fast_form_never_serves_a_file_rewritten_in_place_with_its_old_size_and_mtime(tmp_path, monkeypatch):
+    """The case that served stale weights: same path, inode, size and mtime, other bytes."""
+    from meshconf.classifier.models import MeshConfNet  # a small network's state dict stands in for a model file
+    from meshconf.models.checkpoint import read_fast_form, write_fast_form
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MESHCONF_FAST_LOAD", raising=False)
+    source = tmp_path / "model.pth"
+    torch.manual_seed(0)
+    old = MeshConfNet(8).state_dict()
+    torch.save(old, source)
+    write_fast_form(source, "test", old)
+    assert read_fast_form(source, "test") is not None
+    st = os.stat(source)
+    data = bytearray(source.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte in the middle: neither the size nor the first and last MiB change
+    with open(source, "r+b") as fh:  # in place: the inode stays
+        fh.write(data)
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = os.stat(source)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    assert read_fast_form(source, "test") is None

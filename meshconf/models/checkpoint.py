@@ -99,7 +99,7 @@ def check_values(state: Mapping[str, torch.Tensor], path, what: str) -> None:
 
 # ------------------------------------------------------------------------------------------- fast start-up form
 # A model file's checked state dict, re-saved once as safetensors in the cache. Later loads match the source by
-# its path, size, modification time and inode (a stat, not a 200 MB hash) and read the safetensors file, which
+# its path, size, times, inode and edge bytes (`_source_key`: not a 200 MB hash) and read the safetensors file, which
 # skips unpickling and the value checks (done once, when the fast form was written). Each fast form records the
 # source's SHA-256; files are named by it, so equal weights at different paths share one. Loading a fast form
 # never executes code (safetensors holds only a JSON header and raw tensor bytes).
@@ -116,13 +116,27 @@ def fast_form_dir() -> str | None:
     return os.path.join(default_data_dir(), "fast")
 
 
+EDGE_BYTES = 1 << 20
+
+
 def _source_key(path: str, kind: str) -> str:
+    """The source as it is now: path, size, inode, modification and change times, and a hash of its first and last
+    MiB. A file rewritten in place keeps its inode and can be given its old size and mtime back (`os.utime`), but
+    not its ctime; a copy over it changes the edges too. So a stale fast form is never served."""
+    import hashlib
+
     from ..fileio import sha256_bytes
 
     real = os.path.realpath(path)
     st = os.stat(real)
-    return sha256_bytes(f"{FAST_FORM_VERSION}|{kind}|{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}"
-                        .encode())[:32]
+    edges = hashlib.sha256()
+    with open(real, "rb") as fh:
+        edges.update(fh.read(EDGE_BYTES))
+        if st.st_size > EDGE_BYTES:
+            fh.seek(max(EDGE_BYTES, st.st_size - EDGE_BYTES))
+            edges.update(fh.read(EDGE_BYTES))
+    return sha256_bytes(f"{FAST_FORM_VERSION}|{kind}|{real}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|"
+                        f"{st.st_ino}|{edges.hexdigest()}".encode())[:32]
 
 
 def read_fast_form(path, kind: str) -> dict | None:
