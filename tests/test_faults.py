@@ -763,3 +763,44 @@ def test_the_cpu_thread_count_is_bound(tmp_path, tiny_dataset, tiny_models):
             _extract(tmp_path, data, tiny_models, batch_size=2, models=model_settings({}, device="cpu"))
     finally:
         torch.set_num_threads(previous)
+
+
+# ---------------------------------------------------------------------------------------------------- bad rows
+@pytest.mark.slow
+def test_bad_annotation_rows_are_skipped_named_and_recorded(tmp_path, tiny_dataset, tiny_models, capsys):
+    """NaN, zero, negative and huge scales and a box far outside the image: each row named in one line with its
+    reason, NaN in the arrays, listed in the manifest; the other rows are the same numbers as a clean run's.
+    --strict stops at the first such row."""
+    from meshconf.dataset import AnnotatedCrops, load_annotations, save_annotations
+
+    path, images = tiny_dataset
+    clean = AnnotatedCrops(path, images)
+    assert _extract(tmp_path, clean, tiny_models, "clean", batch_size=5)
+    a = load_annotations(path)
+    names = np.array(list(a.imgname) * 2)
+    center = np.concatenate([a.center, a.center])
+    scale = np.concatenate([a.scale, a.scale])
+    bad = {5: ("scale", np.nan, "not a positive number"), 6: ("scale", 0.0, "not a positive number"),
+           7: ("scale", -1.0, "not a positive number"), 8: ("scale", 1e7, "more than 4x"),
+           9: ("center", [1e6, 1e6], "does not overlap")}
+    for row, (key, value, _) in bad.items():
+        (scale if key == "scale" else center)[row] = value
+    joints = np.concatenate([a.joints2d, a.joints2d])
+    spine = np.concatenate([a.spine2d, a.spine2d])
+    from meshconf.dataset import Annotations
+
+    save_annotations(tmp_path / "bad.npz", Annotations(names, center, scale, joints, spine, dataset="tiny"))
+    data = AnnotatedCrops(tmp_path / "bad.npz", images)
+    with pytest.raises(MeshconfError, match="annotation row 5: box scale nan .*--strict"):
+        _extract(tmp_path, data, tiny_models, "strict", batch_size=5, strict=True)
+    capsys.readouterr()
+    assert _extract(tmp_path, data, tiny_models, "skip", batch_size=5)
+    err = capsys.readouterr().err
+    for row, (_, _, reason) in bad.items():
+        assert any(f"annotation row {row} " in line and reason in line for line in err.splitlines()), (row, err)
+    got, want = _arrays(tmp_path / "skip"), _arrays(tmp_path / "clean")
+    for key in got:
+        assert np.isnan(got[key][5:]).all()
+        assert got[key][:5].tobytes() == want[key].tobytes(), key
+    manifest = json.loads((tmp_path / "skip" / "t_manifest.json").read_text())
+    assert [r for r, _ in manifest["skipped_rows"]] == sorted(bad) and manifest["complete"] is True

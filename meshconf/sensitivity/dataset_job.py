@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sys
 import time
 
 import numpy as np
@@ -63,6 +64,13 @@ def _processor(model: str, args, data, models, fill):
     return process, "ground truth (2D joints)", "px", ("errors", "occluded")
 
 
+def _skipping(process):
+    """`process` whose rows with an unusable box (see `AnnotatedCrops.box_problem`) come out as NaN, flagged."""
+    from ..dataset.crops import skip_rows
+
+    return lambda batch: skip_rows(process(batch), batch)
+
+
 def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
     """The arrays, the table (csv + json), the bar chart and matrix, and the template body; returns the summary."""
     summary = ds.summarise(merged["errors"], merged["occluded"])
@@ -113,6 +121,7 @@ def run_dataset(args) -> int:
         store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
         with store.lock(rank):
             process, reference, unit, keys = _processor(model, args, data, models, fill)
+            process, keys = _skipping(process), (*keys, "skipped")
             store.bind({**settings, "model": model, "reference": reference,
                         "models": models.settings(_model_files(model, args, models))})
             start = time.perf_counter()
@@ -124,6 +133,9 @@ def run_dataset(args) -> int:
                                     "resume")
             if rank != 0:
                 continue
+            for row in merged["index"][merged["skipped"].astype(bool)]:
+                print(f"note: annotation row {int(row)} ({data.annotations.imgname[int(row)]}): "
+                      f"{data[int(row)]['problem']}; skipped (NaN in the arrays)", file=sys.stderr)
             synchronize(models.device)
             seconds = time.perf_counter() - start
             info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),

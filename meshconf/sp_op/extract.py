@@ -28,7 +28,7 @@ import torch
 from .. import __version__, geometry
 from ..accel import call_padded
 from . import ed as sp_op
-from ..dataset.crops import collate
+from ..dataset.crops import collate, skip_rows
 from ..chunks import ChunkStore, collect, distributed, finish, model_settings, run_chunked, shard
 from .. import constants as C
 from ..errors import MeshconfError
@@ -55,6 +55,9 @@ def add_arguments(parser) -> None:
     add_model_options(parser, 16, "crops per forward pass")
     parser.add_argument("--workers", type=int, default=0,
                         help="image-reading processes (default: 0, reading in the main process; use 4-8 on a GPU)")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at the first annotation row whose box cannot be cropped (default: skip such rows: "
+                             "NaN in the arrays, each named with its reason on stderr and in the manifest)")
 
 
 def occlusion_joint(seed: int, index: int, joints_px: np.ndarray) -> int:
@@ -122,7 +125,8 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                                      result.person, float(batch["box_px"][k]), result.spin_points,
                                      result.op_points, result.conf))
     out = {"index": batch["index"], "ed": np.asarray(ed, np.float64), "se": np.asarray(se, np.float64),
-           "conf": np.asarray(conf, np.float64), "occluded_joint": occluded, "spin_finite": spin_finite}
+           "conf": np.asarray(conf, np.float64), "occluded_joint": occluded,
+           "spin_finite": spin_finite | np.asarray(batch.get("skipped", False))}
     if signals:
         out["signals"] = np.asarray(rows, np.float64).reshape(len(crops), NUM_SIGNALS)
     return out
@@ -136,14 +140,14 @@ def done_rows(out: str, name: str) -> set[int]:
     return _store(out, name).done()
 
 
-KEYS = ("ed", "se", "conf", "occluded_joint", "spin_finite")
+KEYS = ("ed", "se", "conf", "occluded_joint", "spin_finite", "skipped")
 OUTPUTS = (("ed", "sp_op"), ("se", "sp_gt"), ("conf", "conf"))
 
 
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
             seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
             rank: int = 0, world: int = 1, workers: int = 0, models: dict | None = None,
-            info: dict | None = None, signals: bool = False) -> bool:
+            info: dict | None = None, signals: bool = False, strict: bool = False) -> bool:
     """Process the rows not done yet; merge when all are. Returns whether the arrays were written.
 
     `models` (see `chunks.model_settings`: the model files' SHA-256, numerics, precision, device class) is bound
@@ -162,7 +166,9 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
         rows = shard(len(dataset), rank, world)
 
         def process(batch):
-            return process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals)
+            check_strict(batch, strict)
+            return skip_rows(process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals),
+                             batch)
 
         finished = run_chunked(dataset, store, process, batch_size,
                                name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
@@ -175,8 +181,31 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
             raise MeshconfError(f"SPIN produced non-finite outputs for {len(bad)} of {len(merged['index'])} rows "
                                 f"(first: row {int(merged['index'][bad[0]])}); no arrays were written. Check the "
                                 f"checkpoint (--checkpoint)")
-        write_outputs(out, name, merged, dataset, occlude, {**(info or {}), "models": models}, signals)
+        skipped = report_skipped(dataset, merged)
+        write_outputs(out, name, merged, dataset, occlude, {**(info or {}), "models": models,
+                                                            "skipped_rows": skipped}, signals)
     return True
+
+
+def check_strict(batch: dict, strict: bool) -> None:
+    """With --strict, the first row whose box cannot be cropped stops the job, in one line."""
+    if strict and np.asarray(batch.get("skipped", False)).any():
+        k = int(np.flatnonzero(batch["skipped"])[0])
+        raise MeshconfError(f"annotation row {int(batch['index'][k])}: {batch['problem'][k]}; stopped (--strict). "
+                            f"Without --strict such rows are skipped and named")
+
+
+def report_skipped(dataset, merged: dict, log=None) -> list:
+    """[[row, reason], ...] of the rows left as NaN, each also printed in one line."""
+    rows = [int(r) for r in merged["index"][merged["skipped"].astype(bool)]] if "skipped" in merged else []
+    out = []
+    for row in rows:
+        image = dataset[row]  # reads the image again for the reason: only skipped rows, rare
+        reason = image.get("problem") or "skipped"
+        out.append([row, reason])
+        print(f"note: annotation row {row} ({dataset.annotations.imgname[row]}): {reason}; skipped (NaN in the "
+              f"arrays)", file=log or sys.stderr)
+    return out
 
 
 def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, info: dict,
@@ -232,7 +261,8 @@ def run(args) -> int:
     if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
                    args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
                    rank=rank, world=world,
-                   workers=args.workers, models=models.settings(), info=info, signals=args.signals):
+                   workers=args.workers, models=models.settings(), info=info, signals=args.signals,
+                   strict=args.strict):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
     finish(world)
     if rank == 0:
