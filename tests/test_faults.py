@@ -804,3 +804,19 @@ def test_bad_annotation_rows_are_skipped_named_and_recorded(tmp_path, tiny_datas
         assert got[key][:5].tobytes() == want[key].tobytes(), key
     manifest = json.loads((tmp_path / "skip" / "t_manifest.json").read_text())
     assert [r for r, _ in manifest["skipped_rows"]] == sorted(bad) and manifest["complete"] is True
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda z: z.update(center=z["center"].astype(str)), "center holds"),
+    (lambda z: z.update(imgname=np.array("a.png")), "1-D array of image names"),
+    (lambda z: z.update(scale=z["scale"][:-1]), "scale has shape"),
+])
+def test_a_malformed_annotation_file_is_refused_in_one_line(tiny_dataset, tmp_path, capsys, change, message):
+    path, images = tiny_dataset
+    arrays = dict(np.load(path))
+    change(arrays)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    assert cli_main(["extract", "--annotations", str(tmp_path / "bad.npz"), "--images", str(images), "--out",
+                     str(tmp_path / "out"), "--name", "t"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

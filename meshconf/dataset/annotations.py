@@ -87,11 +87,18 @@ def load_annotations(path) -> Annotations:
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise MeshconfError(f"{path}: annotation file lacks {', '.join(missing)} (see meshconf.dataset.annotations)")
-    n = len(arrays["imgname"])
+    names = arrays["imgname"]
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise MeshconfError(f"{path}: imgname must be a 1-D array of image names, got {names.dtype} of shape "
+                            f"{names.shape}; write the file again with `meshconf annotate`")
+    n = len(names)
     shapes = {"center": (n, 2), "scale": (n,), "joints2d": (n, C.NUM_J14, 2), "spine2d": (n, 2)}
     for key, shape in shapes.items():
         if arrays[key].shape != shape:
             raise MeshconfError(f"{path}: {key} has shape {arrays[key].shape}, expected {shape}")
+        if arrays[key].dtype.kind not in "fiu":
+            raise MeshconfError(f"{path}: {key} holds {arrays[key].dtype} values, not numbers; write the file again "
+                                f"with `meshconf annotate`")
     extra = {k: v for k, v in arrays.items() if k not in REQUIRED and k != "dataset"}
     return Annotations(arrays["imgname"], arrays["center"].astype(np.float64), arrays["scale"].astype(np.float64),
                        arrays["joints2d"].astype(np.float64), arrays["spine2d"].astype(np.float64), extra,
