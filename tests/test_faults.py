@@ -820,3 +820,49 @@ def test_a_malformed_annotation_file_is_refused_in_one_line(tiny_dataset, tmp_pa
                      str(tmp_path / "out"), "--name", "t"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _estimator_variant(tmp_path, name, tensors=None, metadata=None):
+    """The shipped default estimator file with some tensors or metadata replaced."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from meshconf.classifier.models import shipped_path
+
+    with safe_open(shipped_path("default"), framework="pt") as fh:
+        header = dict(fh.metadata())
+        state = {k: fh.get_tensor(k) for k in fh.keys()}
+    state.update(tensors or {})
+    meta = json.loads(header["metadata"])
+    meta.update(metadata or {})
+    header["metadata"] = json.dumps(meta)
+    save_file(state, str(tmp_path / name), metadata=header)
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("case, tensors, metadata, message", [
+    ("bounds that are text", None, {"bounds": {"coverage": 0.9, "eps": 0.01, "log_quantile": "wide"}},
+     "log_quantile"),
+    ("operating points that are text", None, {"operating_points": [["0.9", "high"]]}, "finite number"),
+    ("an unknown recalibration", None, {"recalibration": {"method": "magic"}}, "recalibration"),
+    ("20 million hidden units declared", {"network.members.0.body.0.weight": torch.zeros(20_000_000, 0)}, None,
+     "does not fit"),
+    ("a forest of depth 31", {"error.leaf": torch.zeros(0, 2 ** 31, dtype=torch.float64)}, None, "depth 31"),
+])
+def test_a_malformed_estimator_file_is_refused_before_any_allocation(tmp_path, capsys, case, tensors, metadata,
+                                                                     message):
+    import resource
+
+    path = _estimator_variant(tmp_path, "bad.safetensors", tensors, metadata)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for suffix in ("sp_op", "sp_gt", "conf"):
+        np.save(tmp_path / f"t_{suffix}.npy", np.full((30, 14), 0.05))
+    assert cli_main(["evaluate", "--data", str(tmp_path), "--model", str(path), "--sets", "t", "--train-sets",
+                     "--out", str(tmp_path / "ev"), "--no-progress"]) == 2, case
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+    from meshconf.classifier.models import load_file
+
+    with pytest.raises(MeshconfError, match=message):
+        load_file(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # kB: no huge allocation

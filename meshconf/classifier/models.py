@@ -274,11 +274,15 @@ def load_file(path) -> Estimator:
         raise MeshconfError(f"cannot read estimator weights {path} ({exc}); expected a meshconf .safetensors file")\
             from None
     try:
+        with torch.device("meta"):  # the sizes the file declares, before any memory is spent on them
+            declared, kind = _build(header.get("kind"), tensors, path)
+        _check_sizes(declared, tensors, path, kind)
         net, kind = _build(header.get("kind"), tensors, path)
         metadata = json.loads(header.get("metadata", "{}"))
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a JSON object")
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        _check_metadata(metadata)
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError, RecursionError) as exc:
         raise MeshconfError(f"{path} is not a valid meshconf estimator ({type(exc).__name__}: {exc}); retrain it or "
                             f"use a shipped one (--estimator default)") from None
     expected = net.state_dict()
@@ -296,6 +300,56 @@ def load_file(path) -> Estimator:
     except RuntimeError as exc:
         raise MeshconfError(f"{path} does not fit a {kind} estimator: {str(exc).splitlines()[0]}") from None
     return Estimator(net, kind, metadata)
+
+
+MAX_TREE_DEPTH = 16  # the shipped trees have depth 4-5; a level-by-level walk of depth d holds 2^d leaves per tree
+
+
+def _check_sizes(declared: nn.Module, tensors: dict, path: str, kind: str) -> None:
+    """The network a file's shapes describe must be exactly the tensors it holds: a header claiming a hidden size of
+    20 million (or a forest of depth 31) would otherwise allocate petabytes before the shapes are compared."""
+    expected = {k: tuple(v.shape) for k, v in declared.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if expected != got:
+        wrong = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
+        raise MeshconfError(f"{path} does not fit a {kind} estimator: {wrong[0]} is "
+                            f"{got.get(wrong[0], 'missing')}, its other tensors need {expected.get(wrong[0], 'none')}")
+
+
+def _check_metadata(meta: dict) -> None:
+    """The numbers a prediction uses from the metadata (bounds, operating points, recalibration) are numbers."""
+    def number(value, what):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise ValueError(f"{what} is not a finite number")
+
+    bounds = meta.get("bounds")
+    if bounds:
+        if not isinstance(bounds, dict) or not isinstance(bounds.get("log_quantile"), list) \
+                or len(bounds["log_quantile"]) != C.NUM_J14:
+            raise ValueError("bounds.log_quantile is not a list of 14 numbers")
+        for value in bounds["log_quantile"]:
+            number(value, "a bounds.log_quantile entry")
+        number(bounds.get("eps"), "bounds.eps")
+        number(bounds.get("coverage"), "bounds.coverage")
+    points = meta.get("operating_points", [])
+    if not isinstance(points, list) or any(not isinstance(p, list) or len(p) != 2 for p in points):
+        raise ValueError("operating_points is not a list of [precision, threshold] pairs")
+    for precision, threshold in points:
+        number(precision, "an operating point's precision")
+        number(threshold, "an operating point's threshold")
+    spec = meta.get("recalibration")
+    if spec is not None:
+        if not isinstance(spec, dict):
+            raise ValueError("recalibration is not an object")
+        recalibrated(np.array([0.5]), spec)  # raises on an unknown method or missing numbers
+        for key in ("a", "b"):
+            if key in spec:
+                number(spec[key], f"recalibration.{key}")
+        if spec.get("method") == "isotonic":
+            x, y = (np.asarray(spec[k], np.float64) for k in ("x", "y"))
+            if x.ndim != 1 or x.shape != y.shape or not (np.isfinite(x).all() and np.isfinite(y).all()) \
+                    or (np.diff(x) < 0).any():
+                raise ValueError("recalibration.x/y are not increasing finite steps of one length")
 
 
 def _build(kind, tensors: dict, path: str):
@@ -328,7 +382,9 @@ def _build(kind, tensors: dict, path: str):
         forests = []
         for name in ("error", "joint_bad", "mesh"):
             nodes, models = tensors[f"{name}.feature"].shape[0], tensors[f"{name}.baseline"].shape[0]
-            depth = int(np.log2(tensors[f"{name}.leaf"].shape[1]))
+            depth = int(np.log2(max(tensors[f"{name}.leaf"].shape[1], 1)))
+            if not 1 <= depth <= MAX_TREE_DEPTH:
+                raise ValueError(f"{name}: trees of depth {depth} (at most {MAX_TREE_DEPTH})")
             if models < 1 or nodes % models:
                 raise ValueError(f"{name}: {nodes} trees do not split into {models} models")
             forests.append(Forest(models, nodes // models, depth))
