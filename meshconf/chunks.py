@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import MeshconfError
-from .fileio import FolderLock, npz_bytes, sha256_bytes, sha256_file, write_atomic
+from .fileio import FolderLock, clean_leftovers, npz_bytes, sha256_bytes, sha256_file, write_atomic
 
 
 class ChunkStore:
@@ -43,6 +43,8 @@ class ChunkStore:
     def bind(self, settings: dict) -> None:
         """Tie the folder to one run's settings, so a resumed run cannot mix in chunks made differently."""
         path = os.path.join(self.folder, "settings.json")
+        clean_leftovers(self.folder)
+        clean_leftovers(os.path.dirname(os.path.abspath(self.folder)))  # the arrays' folder beside it
         settings = json.loads(json.dumps(settings, sort_keys=True))  # the form it takes on disk
         self.settings_sha = sha256_bytes(json.dumps(settings, sort_keys=True).encode())
         if os.path.isfile(path):

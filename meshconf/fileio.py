@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -35,7 +36,7 @@ def atomic_path(path, suffix: str | None = None):
     path = os.fspath(path)
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix if suffix is not None
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{os.getpid()}-", suffix=suffix if suffix is not None
                                else os.path.splitext(path)[1])
     os.close(fd)
     try:
@@ -181,11 +182,51 @@ def file_fingerprint(path) -> str:
     return _SHA_CACHE[key]
 
 
+_LEFTOVER = re.compile(r"^\.(?:.*\.)?(?:tmp|old)-(\d+)-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_leftovers(folder: str) -> list[str]:
+    """Remove the temporary files and staging folders that killed meshconf processes left in `folder` (their names
+    carry the writer's pid; those of running processes are left alone). Returns what was removed."""
+    import shutil
+
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _LEFTOVER.match(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+        removed.append(name)
+    return removed
+
+
 def staging_folder(final: str) -> str:
     """A fresh empty folder beside `final` to write a result set into, before `commit_folder` swaps it in."""
     parent = os.path.dirname(os.path.abspath(final)) or "."
     os.makedirs(parent, exist_ok=True)
-    folder = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.tmp-")
+    clean_leftovers(parent)
+    folder = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(final)}.tmp-{os.getpid()}-")
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(folder, 0o777 & ~umask)  # mkdtemp makes 0700; the result folder gets the permissions mkdir would give
@@ -200,7 +241,7 @@ def commit_folder(staging: str, final: str) -> None:
     old = None
     if os.path.lexists(final):
         old = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(final)) or ".",
-                               prefix=f".{os.path.basename(final)}.old-")
+                               prefix=f".{os.path.basename(final)}.old-{os.getpid()}-")
         os.rmdir(old)
         os.rename(final, old)
     os.rename(staging, final)

@@ -45,6 +45,16 @@ def check_model_options(args) -> None:
         raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
 
 
+RENDER_RES = (32, 4096)  # px; 4096 renders take ~0.5 GB, 20000 took 12.5 GB
+
+
+def check_render_res(value: int) -> None:
+    """--render-res (demo, qualitative): the side of the square renders."""
+    low, high = RENDER_RES
+    if not low <= value <= high:
+        raise MeshconfError(f"--render-res must be between {low} and {high} px, got {value}")
+
+
 def check_accept_precision(value: float | None) -> None:
     """--accept-precision (demo, qualitative, check-precision): a precision of accepted meshes, strictly in (0, 1)."""
     if value is not None and not 0 < value < 1:

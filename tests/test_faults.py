@@ -495,7 +495,8 @@ def test_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path):
     (["--every", "0"], "--every must be at least 1"),
     (["--max-people", "0"], "--max-people must be at least 1"),
     (["--max-people", "-3"], "--max-people must be at least 1"),
-    (["--render-res", "8"], "--render-res must be at least 32"),
+    (["--render-res", "8"], "--render-res must be between 32 and 4096"),
+    (["--render-res", "20000"], "--render-res must be between 32 and 4096"),
 ])
 def test_demo_refuses_bad_arguments_before_loading_models(tmp_path, capsys, extra, message):
     image = tmp_path / "x.png"
@@ -866,3 +867,23 @@ def test_a_malformed_estimator_file_is_refused_before_any_allocation(tmp_path, c
     with pytest.raises(MeshconfError, match=message):
         load_file(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 500_000  # kB: no huge allocation
+
+
+def test_staging_leftovers_of_a_killed_run_are_cleaned_on_the_next(tmp_path):
+    """A kill -9 mid-write leaves `.tmp-<pid>-*` files and `.<out>.tmp-<pid>-*` folders; the next run removes those of
+    dead processes and leaves a live process's alone."""
+    from meshconf.fileio import clean_leftovers, staging_folder
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / f".tmp-{pid}-abc.npy").write_bytes(b"half")
+    (tmp_path / f".results.tmp-{pid}-xyz").mkdir()
+    (tmp_path / f".results.tmp-{pid}-xyz" / "mesh.glb").write_bytes(b"half")
+    live = tmp_path / f".tmp-{os.getpid()}-mine.npy"
+    live.write_bytes(b"in progress")
+    keep = tmp_path / ".tmp-note.txt"  # not ours: no pid in the name
+    keep.write_bytes(b"x")
+    staging = staging_folder(str(tmp_path / "results"))  # a new run's first step cleans
+    left = sorted(os.listdir(tmp_path))
+    assert left == sorted([live.name, keep.name, os.path.basename(staging)])
+    assert clean_leftovers(str(tmp_path)) == []

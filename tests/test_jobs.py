@@ -168,7 +168,9 @@ def test_sensitivity_takes_the_original_dataset_flags(capsys):
     (["extract", "--annotations", "a", "--images", "b", "--out", "o", "--name", "n", "--threads", "0"],
      "--threads must be at least 1"),
     (["qualitative", "--annotations", "a", "--images", "b", "--arrays", "c", "--render-res", "8"],
-     "--render-res must be at least 32"),
+     "--render-res must be between 32 and 4096"),
+    (["qualitative", "--annotations", "a", "--images", "b", "--arrays", "c", "--render-res", "20000"],
+     "--render-res must be between 32 and 4096"),
 ])
 def test_argument_ranges_before_any_model_loads(argv, message, capsys):
     assert cli_main(argv) == 2

@@ -28,7 +28,8 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
+from ..options import (add_model_options, check_accept_precision, check_model_options, check_render_res,
+                       model_choice)
 from ..fileio import atomic_path, commit_folder, staging_folder, write_json
 from ..pages import write_demo_page, write_video_page
 from ..imageio import expand_inputs, read_bgr, to_bgr_u8, write_image  # noqa: F401 (expand_inputs: its former home)
@@ -76,9 +77,10 @@ def check_arguments(args) -> None:
     """Every range check before any model loads: a bad option costs no waiting."""
     check_model_options(args)
     for option, value, least in (("--every", args.every, 1), ("--max-people", args.max_people, 1),
-                                 ("--max-frames", args.max_frames, 0), ("--render-res", args.render_res, 32)):
+                                 ("--max-frames", args.max_frames, 0)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
+    check_render_res(args.render_res)
     check_accept_precision(args.accept_precision)
     if not (np.isfinite(args.max_pixels) and args.max_pixels >= 1):
         raise MeshconfError(f"--max-pixels must be a positive number, got {args.max_pixels}")

@@ -27,7 +27,8 @@ from .. import constants as C
 from ..classifier.data import row_is_accurate
 from ..errors import MeshconfError
 from ..fileio import verify_manifest, write_json
-from ..options import add_model_options, check_accept_precision, check_model_options, model_choice
+from ..options import (add_model_options, check_accept_precision, check_model_options, check_render_res,
+                       model_choice)
 from ..imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
@@ -175,8 +176,7 @@ def run(args) -> int:
     from ..figures import part_scores
 
     check_model_options(args)
-    if args.render_res < 32:
-        raise MeshconfError(f"--render-res must be at least 32, got {args.render_res}")
+    check_render_res(args.render_res)
     check_accept_precision(args.accept_precision)
     data = AnnotatedCrops(args.annotations, args.images)
     n = args.img_number
