@@ -24,18 +24,35 @@ from .errors import MeshconfError
 DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
+MAX_PEOPLE = 8  # people per image, strongest first: the API's and the demo's default
+
+
 @dataclass
 class PersonResult:
     box: object  # pipeline.Box
     analysis: object  # pipeline.CropAnalysis
 
+    def to_dict(self) -> dict:
+        return {"box": {"center": [float(v) for v in self.box.center], "scale": float(self.box.scale),
+                        "source": self.box.source}, **self.analysis.to_dict()}
 
-@dataclass
+
+@dataclass(repr=False)
 class ImageResult:
     name: str
     image_size: tuple[int, int]  # (width, height)
     people: list[PersonResult] = field(default_factory=list)
     person_detection_ms: float = 0.0
+
+    def __repr__(self) -> str:
+        p = ", ".join(f"{person.analysis.p_accurate:.2f}" for person in self.people)
+        return (f"ImageResult(name={self.name!r}, image_size={self.image_size}, people={len(self.people)}, "
+                f"p_accurate=[{p}])")
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the image and each person's box and numbers (`json.dumps(result.to_dict())`)."""
+        return {"name": self.name, "image_size": list(self.image_size),
+                "person_detection_ms": self.person_detection_ms, "people": [p.to_dict() for p in self.people]}
 
     @property
     def boxes(self) -> list:
@@ -116,11 +133,11 @@ class MeshConfidence:
 
         return analyse_crops(self.models, list(crops_rgb), legacy_ed=legacy_ed, batch_size=batch_size)
 
-    def analyse(self, images, boxes=None, cropped: bool = False, max_people: int | None = None,
+    def analyse(self, images, boxes=None, cropped: bool = False, max_people: int | None = MAX_PEOPLE,
                 legacy_ed: bool = False, batch_size: int = 16) -> list[ImageResult]:
         """Every person in each image. `boxes`: per image a list of (x, y, w, h) in px (or one box); `cropped`:
         each image is a crop with the person centred (the original demo's input); otherwise OpenPose finds the
-        people (at most `max_people` per image, strongest first)."""
+        people (at most `max_people` per image, strongest first, as the demo; None: all)."""
         import time
 
         from . import geometry

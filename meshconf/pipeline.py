@@ -46,6 +46,11 @@ class Box:
         return geometry.crop_box(self.center, self.scale)
 
 
+def _number(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
 def box_from_xywh(x: float, y: float, w: float, h: float) -> Box:
     """SPIN's rule for a detector box: centre of the box, scale 1.2 x max(w, h) / 200."""
     if w <= 0 or h <= 0:
@@ -96,6 +101,28 @@ class CropAnalysis:
     @property
     def ed(self) -> np.ndarray:
         return self.ed_legacy if self.legacy else self.relative.ed
+
+    def __repr__(self) -> str:  # the arrays (a 6890-vertex mesh, the crop) would make it 400,000 characters
+        if self.problem:
+            return f"CropAnalysis(problem={self.problem!r})"
+        worst = C.J14_NAMES[int(np.argmax(self.worst_joint_prob))]
+        return (f"CropAnalysis(p_accurate={self.p_accurate:.3f}, worst_joint={worst!r}, "
+                f"ed_px_max={float(np.nanmax(self.ed)) * C.NORM_UNIT_PX:.1f}, people_detected={len(self.subset)})")
+
+    def to_dict(self) -> dict:
+        """The numbers of this analysis as plain JSON-ready values (ED and errors in px; no mesh, no image)."""
+        px = C.NORM_UNIT_PX
+        out = {"p_accurate": float(self.p_accurate), "accurate": bool(self.accurate), "problem": self.problem,
+               "joints": list(C.J14_NAMES), "ed_px": [_number(v * px) for v in self.ed],
+               "openpose_confidence": [_number(v) for v in self.conf],
+               "worst_joint_prob": [float(v) for v in self.worst_joint_prob],
+               "worst_joint": C.J14_NAMES[int(np.argmax(self.worst_joint_prob))],
+               "spin_camera_translation": [float(v) for v in self.cam_t]}
+        if self.joint_error is not None:
+            out["joint_error_px"] = [_number(v * px) for v in self.joint_error]
+        if self.joint_error_bound is not None:
+            out["joint_error_bound_px"] = [_number(v * px) for v in self.joint_error_bound]
+        return out
 
     @property
     def conf(self) -> np.ndarray:
