@@ -58,6 +58,19 @@ def camera_translation(camera: torch.Tensor, focal_length: float = C.FOCAL_LENGT
     return torch.stack([camera[:, 1], camera[:, 2], depth], dim=-1)
 
 
+def full_image_camera(camera, center, box_side: float, image_wh) -> tuple[np.ndarray, float]:
+    """(translation (3,), focal length px) that place a crop's mesh in the full image: a pinhole camera with its
+    principal point at the image centre and SPIN's crop focal length scaled to the box (f b / 224), so the mesh
+    projects where the crop saw it (the weak-perspective step of SPIN's camera, as 4D-Humans' cam_crop_to_full)."""
+    s, tx, ty = (float(v) for v in camera)
+    width, height = image_wh
+    scaled = box_side * s + 1e-9
+    translation = np.array([tx + 2 * (float(center[0]) - width / 2) / scaled,
+                            ty + 2 * (float(center[1]) - height / 2) / scaled,
+                            2 * C.FOCAL_LENGTH / (C.IMG_RES * s + 1e-9)])
+    return translation, C.FOCAL_LENGTH * box_side / C.IMG_RES
+
+
 def perspective_projection(points: torch.Tensor, translation: torch.Tensor,
                            focal_length: float = C.FOCAL_LENGTH,
                            camera_center: float = float(C.CROP_CENTER),

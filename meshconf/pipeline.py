@@ -97,6 +97,9 @@ class CropAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
     problem: str | None = None  # set when the models produced no usable output
     joint_error_bound: np.ndarray | None = None  # (14,) upper bound at the estimator's bound_coverage
+    rotmat: np.ndarray | None = None  # (24,3,3) SMPL joint rotations (global orientation first), SPIN's frame
+    betas: np.ndarray | None = None  # (10,) SMPL shape
+    camera: np.ndarray | None = None  # (3,) SPIN's weak-perspective camera [s, tx, ty] of the crop
 
     @property
     def ed(self) -> np.ndarray:
@@ -155,6 +158,7 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
             keypoints = geometry.project_spin_joints(out.joints, camera).cpu().numpy()
             cam_t = geometry.camera_translation(camera).cpu().numpy()
             vertices = out.vertices.cpu().numpy()
+            smpl_params = [t.float().cpu().numpy().astype(np.float64) for t in (rotmat, betas, camera)]
         t2 = time.perf_counter()
         detections = detect_batch(models.body, [_op_input(c) for c in crops], batch_size=batch_size)
         t3 = time.perf_counter()
@@ -186,5 +190,6 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
                                         float(prediction.p_accurate[k]), prediction.worst_joint_prob[k],
                                         joint_error, dict(timings), problem,
                                         None if prediction.joint_error_bound is None
-                                        else prediction.joint_error_bound[k]))
+                                        else prediction.joint_error_bound[k],
+                                        *(p[k] for p in smpl_params)))
     return results

@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 
 import cv2
 import numpy as np
@@ -20,14 +21,48 @@ def _run(argv):
     return demo.main(argv)
 
 
+SCHEMA = json.loads((pathlib.Path(demo.__file__).parents[1] / "data" / "report.schema.json").read_text())
+
+
+def conforms(value, schema, root=SCHEMA, where="report"):
+    """The JSON Schema keywords report.schema.json uses (type, const, enum, required, properties,
+    additionalProperties, items, minItems, maxItems, $ref), checked strictly; raises AssertionError naming where."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float),
+             "null": type(None)}
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        ok = any(isinstance(value, kinds[t]) and not (t in ("integer", "number") and isinstance(value, bool))
+                 for t in types)
+        assert ok, f"{where}: {value!r:.80} is not {types}"
+    assert "const" not in schema or value == schema["const"], f"{where}: {value!r} != {schema['const']!r}"
+    assert "enum" not in schema or value in schema["enum"], f"{where}: {value!r} not in {schema['enum']}"
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            assert key in value, f"{where}: lacks {key}"
+        for key, item in value.items():
+            sub = schema.get("properties", {}).get(key, schema.get("additionalProperties"))
+            if isinstance(sub, dict):
+                conforms(item, sub, root, f"{where}.{key}")
+    if isinstance(value, list):
+        assert len(value) >= schema.get("minItems", 0) and len(value) <= schema.get("maxItems", len(value)), where
+        for k, item in enumerate(value):
+            if "items" in schema:
+                conforms(item, schema["items"], root, f"{where}[{k}]")
+
+
 def _check_person(folder):
     for name in PERSON_FILES:
         assert (folder / name).stat().st_size > 0, folder / name
     report = json.loads((folder / "report.json").read_text())
+    conforms(report, {"$ref": "#/$defs/person"})
     assert 0 <= report["p_accurate"] <= 1
     assert len(report["ed_px"]) == 14 and len(report["worst_joint_prob"]) == 14
     assert report["ed_definition"].startswith("spine-aligned")
-    assert set(report["part_scores"]) >= {"label", "head", "leftHand"}
+    assert set(report["part_scores"]["values"]) >= {"head", "leftHand"}
+    assert sum(report["part_scores"]["values"].values()) > 0  # numbers only: `jq '... | add'` works
+    assert len(report["smpl"]["rotmat"]) == 24 and len(report["smpl"]["betas"]) == 10
     assert cv2.imread(str(folder / "mc.png")).shape[:2] == (448, 448)
     return report
 
@@ -37,6 +72,7 @@ def test_demo_single_cropped_image(tmp_path, demo_data_dir, shared):
     image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
     assert _run([str(image), "--cropped", "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    conforms(report, SCHEMA)
     assert len(report["people"]) == 1 and report["people"][0]["box"]["source"] == "cropped"
     _check_person(tmp_path / "out" / "person0")
     assert (tmp_path / "out" / "overview.png").exists()
@@ -221,3 +257,19 @@ def test_mesh_files_are_well_formed():
     json_length = int(np.frombuffer(glb[12:16], dtype="<u4")[0])
     gltf = json.loads(glb[20:20 + json_length])
     assert gltf["accessors"][0]["count"] == 4 and gltf["accessors"][2]["count"] == 6
+
+
+def test_full_image_camera_projects_where_the_crop_saw_it():
+    """A point at the mesh's depth plane projects with the full-image camera exactly where the crop's projection,
+    mapped back through the box, puts it."""
+    from meshconf import constants as C
+    from meshconf import geometry
+
+    camera, center, side, image_wh = np.array([0.9, 0.05, -0.1]), (310.0, 205.0), 180.0, (640, 480)
+    t_crop = geometry.camera_translation(__import__("torch").tensor(camera[None])).numpy()[0]
+    t_full, focal = geometry.full_image_camera(camera, center, side, image_wh)
+    for point in (np.array([0.1, -0.2, 0.0]), np.array([-0.3, 0.25, 0.0])):
+        crop_px = C.FOCAL_LENGTH * (point[:2] + t_crop[:2]) / (point[2] + t_crop[2]) + C.IMG_RES / 2
+        via_box = np.array(center) + (crop_px - C.IMG_RES / 2) * side / C.IMG_RES
+        full_px = focal * (point[:2] + t_full[:2]) / (point[2] + t_full[2]) + np.array(image_wh) / 2
+        np.testing.assert_allclose(full_px, via_box, atol=1e-6)

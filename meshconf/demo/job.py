@@ -108,12 +108,18 @@ def check_bbox(bbox, width: int, height: int) -> None:
 
 # ---------------------------------------------------------------------------------------------------- inputs
 # ---------------------------------------------------------------------------------------------------- outputs
-def person_report(analysis, box, parts, label, render_ms) -> dict:
+# report.json's layout (meshconf/data/report.schema.json); raised when a field changes meaning or type
+REPORT_SCHEMA_VERSION = 2
+
+
+def person_report(analysis, box, parts, label, render_ms, image_wh) -> dict:
     names = C.J14_NAMES
     ed_px = analysis.ed * (C.IMG_RES / 2)
+    side = float(box.scale * C.BOX_SCALE_PX)
     report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "box": {"center_px": [float(v) for v in box.center], "scale": float(box.scale),
-                "side_px": float(box.scale * C.BOX_SCALE_PX), "source": box.source},
+                "side_px": side, "source": box.source},
         "p_accurate": analysis.p_accurate,
         "accurate": analysis.accurate,
         "worst_joint": names[int(np.argmax(analysis.worst_joint_prob))],
@@ -124,13 +130,25 @@ def person_report(analysis, box, parts, label, render_ms) -> dict:
         "missing_joints": [n for n, m in zip(names, analysis.relative.missing) if m],
         "openpose_person": analysis.relative.person,
         "openpose_people_in_crop": int(len(analysis.subset)),
-        "part_scores": {"label": label, **parts},
+        "part_scores": {"unit": label, "values": {k: float(v) for k, v in parts.items()}},
         "timings_ms": {**{k: round(v, 2) for k, v in analysis.timings.items()}, "render_ms": round(render_ms, 2)},
     }
     if analysis.joint_error is not None:
         report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * (C.IMG_RES / 2))))
     if analysis.joint_error_bound is not None:
         report["joint_error_bound_px"] = dict(zip(names, map(float, analysis.joint_error_bound * (C.IMG_RES / 2))))
+    if analysis.rotmat is not None and not analysis.problem:
+        from .. import geometry
+
+        translation, focal = geometry.full_image_camera(analysis.camera, box.center, side, image_wh)
+        report["smpl"] = {"rotmat": analysis.rotmat.tolist(), "betas": analysis.betas.tolist(),
+                          "frame": "SPIN's camera frame: x right, y down, z forward; rotmat[0] is the global "
+                                   "orientation, rotmat[1:] the 23 body joints (SMPL order)"}
+        report["camera"] = {"weak_perspective": analysis.camera.tolist(),
+                            "crop_translation": [float(v) for v in analysis.cam_t],
+                            "crop_focal_length_px": C.FOCAL_LENGTH, "crop_size_px": C.IMG_RES,
+                            "full_image_translation": translation.tolist(), "full_image_focal_length_px": focal,
+                            "full_image_principal_point_px": [image_wh[0] / 2, image_wh[1] / 2]}
     if analysis.problem:
         report["problem"] = analysis.problem
     return report
@@ -145,14 +163,14 @@ def _acceptance(report: dict, analysis, models, args) -> None:
     report["acceptance"] = {"target_precision": args.accept_precision, "threshold": threshold}
 
 
-def write_person(folder: str, analysis, box, models, args) -> dict:
+def write_person(folder: str, analysis, box, models, args, image_wh=(C.IMG_RES, C.IMG_RES)) -> dict:
     from .. import figures
     from ..meshio import write_glb, write_ply
 
     os.makedirs(folder, exist_ok=True)
     write_image(os.path.join(folder, "crop.png"), analysis.crop_rgb[:, :, ::-1])
     if analysis.problem:
-        report = person_report(analysis, box, {}, "", 0.0)
+        report = person_report(analysis, box, {}, "", 0.0, image_wh)
         _acceptance(report, analysis, models, args)
         write_json(os.path.join(folder, "report.json"), report)
         return report
@@ -170,7 +188,7 @@ def write_person(folder: str, analysis, box, models, args) -> dict:
     upright = analysis.vertices * np.array([1.0, -1.0, -1.0])
     write_ply(os.path.join(folder, "mesh.ply"), upright, faces, vertex_rgb)
     write_glb(os.path.join(folder, "mesh.glb"), upright, faces, vertex_rgb)
-    report = person_report(analysis, box, parts, label, render_ms)
+    report = person_report(analysis, box, parts, label, render_ms, image_wh)
     _acceptance(report, analysis, models, args)
     write_json(os.path.join(folder, "report.json"), report)
     return report
@@ -194,9 +212,10 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
     reports = []
     for image, name, final, result in zip(images_bgr, names, folders, results):
         folder = staging_folder(final)  # written whole, then swapped in: no stale person folders of a rerun
-        people = [write_person(os.path.join(folder, f"person{k}"), person.analysis, person.box, models, args)
-                  for k, person in enumerate(result.people)]
-        report = {"input": name, "image_size": list(result.image_size), "people": people,
+        people = [write_person(os.path.join(folder, f"person{k}"), person.analysis, person.box, models, args,
+                               result.image_size) for k, person in enumerate(result.people)]
+        report = {"schema_version": REPORT_SCHEMA_VERSION, "input": name, "image_size": list(result.image_size),
+                  "people": people,
                   "person_detection_ms": result.person_detection_ms, "models": models.paths,
                   "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
                   "tf32": models.tf32, "renderer": resolve_backend(args.renderer)}
