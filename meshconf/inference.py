@@ -24,8 +24,6 @@ from .errors import MeshconfError
 DETECT_MAX_SIDE = 640  # px: person boxes are searched at most at this size (the network sees 184 rows anyway)
 
 
-MAX_PEOPLE = 8  # people per image, strongest first: the API's and the demo's default
-
 
 @dataclass
 class PersonResult:
@@ -133,11 +131,11 @@ class MeshConfidence:
 
         return analyse_crops(self.models, list(crops_rgb), legacy_ed=legacy_ed, batch_size=batch_size)
 
-    def analyse(self, images, boxes=None, cropped: bool = False, max_people: int | None = MAX_PEOPLE,
+    def analyse(self, images, boxes=None, cropped: bool = False, max_people: int | None = None,
                 legacy_ed: bool = False, batch_size: int = 16) -> list[ImageResult]:
         """Every person in each image. `boxes`: per image a list of (x, y, w, h) in px (or one box); `cropped`:
         each image is a crop with the person centred (the original demo's input); otherwise OpenPose finds the
-        people (at most `max_people` per image, strongest first, as the demo; None: all)."""
+        people (all of them by default, as the demo; or the `max_people` strongest)."""
         import time
 
         from . import geometry

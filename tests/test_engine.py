@@ -91,17 +91,17 @@ def test_analyse_returns_typed_people(engine, shared):
     import json
 
     from meshconf.demo import job as demo_job
-    from meshconf.inference import MAX_PEOPLE, MeshConfidence
+    from meshconf.inference import MeshConfidence
 
     assert len(repr(result)) < 300 and len(repr(result.people[0].analysis)) < 300
     assert "p_accurate" in repr(result.people[0].analysis)
     as_dict = json.loads(json.dumps(boxed[1].to_dict(), allow_nan=False))
     assert len(as_dict["people"]) == 2 and len(as_dict["people"][0]["ed_px"]) == 14
     assert as_dict["people"][0]["box"]["source"] == "bbox"
-    assert inspect.signature(MeshConfidence.analyse).parameters["max_people"].default == MAX_PEOPLE
     parser = __import__("argparse").ArgumentParser()
     demo_job.add_arguments(parser)
-    assert parser.get_default("max_people") == MAX_PEOPLE
+    assert parser.get_default("max_people") is None  # everyone, as MeshConfidence.analyse
+    assert inspect.signature(MeshConfidence.analyse).parameters["max_people"].default is None
 
 
 def test_device_policy():

@@ -28,7 +28,6 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..inference import MAX_PEOPLE
 from ..options import (add_model_options, check_accept_precision, check_model_options, check_render_res,
                        model_choice)
 from ..fileio import atomic_path, commit_folder, staging_folder, write_json
@@ -52,7 +51,8 @@ def add_arguments(parser) -> None:
     where.add_argument("--cropped", action="store_true",
                        help="the input is already a crop with the person centred (the original demo's assumption)")
     where.add_argument("--bbox", nargs=4, type=float, metavar=("X", "Y", "W", "H"), help="one person box in px")
-    parser.add_argument("--max-people", type=int, default=MAX_PEOPLE, help="most people per image (default: %(default)s)")
+    parser.add_argument("--max-people", type=int, default=None,
+                        help="keep only the N strongest people per image (default: everyone found, as the API)")
     parser.add_argument("--legacy-ed", action="store_true",
                         help="the original demo's ED (subset[0], no alignment); not what the estimators learned")
     parser.add_argument("--estimator", default="default", help="default, original, or a .safetensors file")
@@ -79,7 +79,7 @@ def check_arguments(args) -> None:
     check_model_options(args)
     for option, value, least in (("--every", args.every, 1), ("--max-people", args.max_people, 1),
                                  ("--max-frames", args.max_frames, 0)):
-        if value < least:
+        if value is not None and value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
     check_render_res(args.render_res)
     check_accept_precision(args.accept_precision)

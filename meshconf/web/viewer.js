@@ -22,8 +22,21 @@
     }
     var prim = json.meshes[0].primitives[0];
     return {positions: accessor(prim.attributes.POSITION, Float32Array, 3),
-            colours: accessor(prim.attributes.COLOR_0, Uint8Array, 4),
+            colours: json.accessors[prim.attributes.COLOR_0].componentType === 5123
+                     ? displayColours(accessor(prim.attributes.COLOR_0, Uint16Array, 4))
+                     : accessor(prim.attributes.COLOR_0, Uint8Array, 4),
             indices: accessor(prim.indices, Uint32Array, 1)};
+  }
+  // glTF vertex colours are linear; this page draws into a plain (sRGB) canvas, so they are encoded back to sRGB
+  // bytes once (files holding sRGB bytes are drawn as they are).
+  function displayColours(linear16) {
+    var out = new Uint8Array(linear16.length);
+    for (var i = 0; i < linear16.length; i++) {
+      var c = linear16[i] / 65535;
+      if (i % 4 !== 3) c = c <= 0.0031308 ? 12.92 * c : 1.055 * Math.pow(c, 1 / 2.4) - 0.055;
+      out[i] = Math.max(0, Math.min(255, Math.round(c * 255)));
+    }
+    return out;
   }
   function normals(p, idx) {
     var n = new Float32Array(p.length);
