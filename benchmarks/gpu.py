@@ -33,11 +33,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from memory import cpu_name, data_dir  # noqa: E402
 
 from meshconf import geometry  # noqa: E402
-from meshconf.bundle import load_models  # noqa: E402
+from meshconf.engine.bundle import load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
 from meshconf.openpose import decode_batch, decode_full, forward_tensors, preprocess  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
-from meshconf.sp_op.extract import extract  # noqa: E402
+from meshconf.jobs.extract import extract  # noqa: E402
 
 PRECISIONS = (("fp32", "float32", False), ("tf32", "float32", True), ("bf16", "bfloat16", False))
 

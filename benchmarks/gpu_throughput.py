@@ -20,9 +20,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("MESHCONF_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 
-from meshconf.bundle import load_models  # noqa: E402
+from meshconf.engine.bundle import load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
-from meshconf.sp_op.extract import extract  # noqa: E402
+from meshconf.jobs.extract import extract  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
 
 

@@ -85,7 +85,7 @@ def peak_rss(argv: list[str]) -> tuple[float, float, int]:
 def data_dir(tmp: pathlib.Path) -> pathlib.Path:
     import numpy as np
 
-    from meshconf.recipe import write_openpose_weights, write_spin_checkpoint
+    from meshconf.models.recipe import write_openpose_weights, write_spin_checkpoint
 
     root = tmp / "data"
     (root / "smpl").mkdir(parents=True)

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from meshconf.openpose import decode_full, detect_batch, forward, load_body, preprocess  # noqa: E402
 from meshconf.openpose.synthetic import synthetic_maps  # noqa: E402
-from meshconf.recipe import write_openpose_weights  # noqa: E402
+from meshconf.models.recipe import write_openpose_weights  # noqa: E402
 from meshconf.runtime import keep_freed_memory  # noqa: E402
 
 FLOOR_GFLOPS = 238.0  # best fp32 conv throughput measured on this machine class (PERF-REFERENCE.md §5)

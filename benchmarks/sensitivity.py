@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 from meshconf.models import load_smpl, load_spin  # noqa: E402
 from meshconf.models.resnet import fold_batchnorm  # noqa: E402
 from meshconf.openpose import detect, load_body  # noqa: E402
-from meshconf.recipe import write_openpose_weights, write_spin_checkpoint  # noqa: E402
+from meshconf.models.recipe import write_openpose_weights, write_spin_checkpoint  # noqa: E402
 from meshconf.runtime import keep_freed_memory  # noqa: E402
 from meshconf.sensitivity import Grid, occluded_copies, openpose_sensitivity, parse_fill, spin_sensitivity  # noqa
 from meshconf.sensitivity.image import spin_j14  # noqa: E402
@@ -52,7 +52,7 @@ def original_openpose_loop(body, crop, grid, fill):
 def original_dataset_passes(ckpt, smpl_path, regressor, body_path, data, fill, batch_size=16):
     """The original's SPIN_/OP_sensitivity_analysis: for each joint a full pass, everything reloaded."""
     from meshconf.dataset.crops import collate
-    from meshconf.occlusion import joint_window
+    from meshconf.dataset.occlusion import joint_window
 
     for k in range(14):
         spin = load_spin(ckpt) if ckpt else None

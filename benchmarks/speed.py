@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from meshconf import geometry, sp_op  # noqa: E402
-from meshconf.agreement import compare  # noqa: E402
+from meshconf.engine.agreement import compare  # noqa: E402
 from meshconf.models import load_smpl, load_spin  # noqa: E402
 from meshconf.openpose import load_body, preprocess  # noqa: E402
 from meshconf.openpose.detect import forward  # noqa: E402
-from meshconf.recipe import write_openpose_weights, write_spin_checkpoint  # noqa: E402
+from meshconf.models.recipe import write_openpose_weights, write_spin_checkpoint  # noqa: E402
 from meshconf.runtime import keep_freed_memory  # noqa: E402
 import reference_body  # noqa: E402  (pytorch-openpose's decoder, transcribed loop for loop)
 
@@ -224,7 +224,7 @@ def main(argv=None) -> int:
         write_openpose_weights(body_path, 0)
         smpl_dir, regressor = SHARED / "golden" / "smpl_synthetic", SHARED / "data" / "spin" / "J_regressor_extra.npy"
         smpl = load_smpl(smpl_dir, regressor)
-        from meshconf.imageio import read_bgr
+        from meshconf.files.imageio import read_bgr
 
         photo = read_bgr(SHARED / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png")
         crop_rgb = geometry.crop(photo[:, :, ::-1], *geometry.centered_box(*photo.shape[:2]))  # (224,224,3) uint8
@@ -298,7 +298,7 @@ def main(argv=None) -> int:
                         str(regressor), str(crop_png)]
         original_env = {**env, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"),
                                                               str(REPO / "benchmarks")])}
-        from meshconf.render import pyrender_available
+        from meshconf.demo.render import pyrender_available
 
         variants = {"original": lambda: whole_process(original_cmd, original_env),
                     "fp32 cold": cold,
@@ -312,9 +312,9 @@ def main(argv=None) -> int:
                note="cold: no fast forms in the cache")
 
         # ---------------------------------------------------------------- demo, folder of 16 crops (in process)
-        from meshconf.bundle import load_models
+        from meshconf.engine.bundle import load_models
         from meshconf.classifier import load as load_estimator
-        from meshconf.pipeline import analyse_crops
+        from meshconf.engine.pipeline import analyse_crops
 
         rng = np.random.default_rng(0)
         crops = [np.clip(crop_rgb.astype(int) + rng.integers(-8, 9, crop_rgb.shape), 0, 255).astype(np.uint8)
@@ -341,7 +341,7 @@ def main(argv=None) -> int:
 
         # ---------------------------------------------------------------- extraction per image
         from meshconf.dataset import AnnotatedCrops, Annotations
-        from meshconf.sp_op.extract import extract
+        from meshconf.jobs.extract import extract
 
         from extract import original_structure
 
@@ -374,7 +374,7 @@ def main(argv=None) -> int:
                note="--compile auto for 512+ crops: SPIN compiled, OpenPose in bf16 only")
 
         # ---------------------------------------------------------------- sensitivity per window
-        from meshconf.occlusion import Grid, parse_fill
+        from meshconf.dataset.occlusion import Grid, parse_fill
         from meshconf.sensitivity import occluded_copies, openpose_sensitivity, spin_sensitivity
         from meshconf.sensitivity.image import spin_j14
 

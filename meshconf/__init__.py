@@ -7,4 +7,4 @@ between them (ED) feeds classifiers that say whether the mesh is accurate and wh
 __version__ = "0.1.0"
 
 from .errors import MeshconfError  # noqa: E402,F401
-from .inference import ImageResult, MeshConfidence, PersonResult  # noqa: E402,F401
+from .engine.inference import ImageResult, MeshConfidence, PersonResult  # noqa: E402,F401

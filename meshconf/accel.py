@@ -28,7 +28,7 @@ COMPILE_MIN_ITEMS = 512
 def inductor_cache_dir() -> str:
     """Inductor's on-disk cache, beside meshconf's model files (its keys include the torch version, the graph
     and the CPU's instruction set, so one folder serves every machine and upgrade safely)."""
-    from .setup.assets import default_data_dir
+    from .assets.catalog import default_data_dir
 
     return os.environ.get("TORCHINDUCTOR_CACHE_DIR") or os.path.join(default_data_dir(), "inductor")
 

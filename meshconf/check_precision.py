@@ -1,8 +1,8 @@
-"""`python -m meshconf.check_precision` runs the `meshconf check-precision` job of `meshconf.setup.check_precision`."""
+"""`python -m meshconf.check_precision` runs the `meshconf check-precision` job of `meshconf.jobs.check_precision`."""
 
 import sys
 
-from .setup.check_precision import main  # noqa: F401
+from .jobs.check_precision import main  # noqa: F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,24 +15,24 @@ import sys
 from .errors import MeshconfError
 
 JOBS = {
-    "demo": ("meshconf.demo.job", "confidence-painted meshes and a report for every person in images, folders or videos"),
-    "annotate": ("meshconf.dataset.annotate", "a dataset as published (3DPW, 3DOH50K, Human3.6M) -> the annotation file extract reads"),
-    "extract": ("meshconf.sp_op.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
-    "sensitivity": ("meshconf.sensitivity.job",
+    "demo": ("meshconf.jobs.demo", "confidence-painted meshes and a report for every person in images, folders or videos"),
+    "annotate": ("meshconf.jobs.annotate", "a dataset as published (3DPW, 3DOH50K, Human3.6M) -> the annotation file extract reads"),
+    "extract": ("meshconf.jobs.extract", "ED, SE and OpenPose confidence arrays for an annotated dataset (plain or occluded)"),
+    "sensitivity": ("meshconf.jobs.sensitivity",
                     "occlusion sensitivity of SPIN and OpenPose (a sliding occluder on a crop, or each joint over a "
                     "dataset)"),
-    "qualitative": ("meshconf.qualitative.job", "predicted against ground-truth confidence for one dataset image"),
-    "doctor": ("meshconf.setup.doctor", "list the model files that are present or missing, and how to get each"),
-    "fetch": ("meshconf.setup.fetch", "download the publicly available model files"),
-    "check-precision": ("meshconf.setup.check_precision",
+    "qualitative": ("meshconf.jobs.qualitative", "predicted against ground-truth confidence for one dataset image"),
+    "doctor": ("meshconf.jobs.doctor", "list the model files that are present or missing, and how to get each"),
+    "fetch": ("meshconf.jobs.fetch", "download the publicly available model files"),
+    "check-precision": ("meshconf.jobs.check_precision",
                         "float32 against bfloat16 on your images and weights: keypoints, ED, estimator decisions"),
-    "convert-smpl": ("meshconf.setup.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
-    "convert-classifier": ("meshconf.classifier.convert",
+    "convert-smpl": ("meshconf.jobs.convert_smpl", "convert an official SMPL .pkl into a pickle-free .npz"),
+    "convert-classifier": ("meshconf.jobs.convert_classifier",
                            "the original's trained classifier.pt + classifier_wj.pt -> a meshconf estimator file"),
-    "prepare": ("meshconf.classifier.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
-    "train": ("meshconf.classifier.train", "train the error estimators on prepared tables"),
-    "evaluate": ("meshconf.classifier.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
-    "calibrate": ("meshconf.classifier.calibrate",
+    "prepare": ("meshconf.jobs.prepare", "prepare classifier tables (filters, labels, seeded splits) from ED arrays"),
+    "train": ("meshconf.jobs.train", "train the error estimators on prepared tables"),
+    "evaluate": ("meshconf.jobs.evaluate", "evaluate error estimators on ED arrays (paper-style table, JSON, plots)"),
+    "calibrate": ("meshconf.jobs.calibrate",
                   "refit an estimator's bounds, P(accurate) and operating points on your own labelled arrays"),
 }
 

@@ -64,7 +64,7 @@ def mean_params(shared):
 @pytest.fixture(scope="session")
 def spin_checkpoint(tmp_path_factory, mean_params):
     """Seed-0 recipe weights written in SPIN's real checkpoint format."""
-    from meshconf.recipe import write_spin_checkpoint
+    from meshconf.models.recipe import write_spin_checkpoint
 
     path = tmp_path_factory.mktemp("weights") / "model_checkpoint.pt"
     write_spin_checkpoint(path, 0, mean_params)
@@ -88,7 +88,7 @@ def smpl_layer(shared):
 @pytest.fixture(scope="session")
 def openpose_weights(tmp_path_factory, shared):
     """Seed-0 recipe weights written as a `body_pose_model.pth` (flat dict of file keys)."""
-    from meshconf.recipe import write_openpose_weights
+    from meshconf.models.recipe import write_openpose_weights
 
     path = tmp_path_factory.mktemp("weights") / "body_pose_model.pth"
     write_openpose_weights(path, 0)

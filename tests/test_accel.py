@@ -68,7 +68,7 @@ def test_call_padded_is_plain_call_for_eager_models():
 def test_fast_form_is_used_bound_to_the_source_and_survives_damage(tmp_path, monkeypatch, openpose_weights):
     from meshconf.models.checkpoint import fast_form_dir, read_fast_form
     from meshconf.openpose import load_body
-    from meshconf.recipe import write_openpose_weights
+    from meshconf.models.recipe import write_openpose_weights
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("MESHCONF_FAST_LOAD", raising=False)
@@ -162,7 +162,7 @@ def _analysis(candidate, subset, ed, p, worst):
 
 
 def test_agreement_counts_moves_losses_and_flips():
-    from meshconf.agreement import compare
+    from meshconf.engine.agreement import compare
 
     candidate = np.array([[10.0, 10.0, 0.9, 0], [20.0, 20.0, 0.8, 1]])
     subset = np.full((1, 20), -1.0)

@@ -9,11 +9,11 @@ import threading
 import numpy as np
 import pytest
 
-from meshconf.setup import assets as A
+from meshconf.assets import catalog as A
 from meshconf.cli import main as cli_main
-from meshconf.setup.download import download
+from meshconf.assets.download import download
 from meshconf.errors import MeshconfError
-from meshconf.setup.fetching import fetch_assets
+from meshconf.assets.fetching import fetch_assets
 
 
 class _Server:

@@ -14,7 +14,7 @@ from meshconf.classifier.models import Estimator, OriginalModels
 from meshconf.classifier.training import train_meshconfnet, train_original
 from meshconf.cli import main as cli_main
 from meshconf.errors import MeshconfError
-from meshconf.recipe import recipe_state_dict
+from meshconf.models.recipe import recipe_state_dict
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
 
@@ -413,7 +413,7 @@ def test_v2_trains_out_of_fold_and_roundtrips(tmp_path):
 def test_signals_flow_from_arrays_through_prepare_train_and_evaluate(tmp_path):
     """`<set>_signals.npy` beside the arrays: prepare keeps them, v2 trains its trees on them, predict needs them
     (a one-line error without), and evaluate passes them."""
-    from meshconf.signals import NUM_SIGNALS
+    from meshconf.sp_op.signals import NUM_SIGNALS
 
     data = tmp_path / "data"
     data.mkdir()

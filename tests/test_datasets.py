@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
-from meshconf.dataset import annotate
+from meshconf.jobs import annotate
 from meshconf import constants as C
-from meshconf.sp_op import extract as X
+from meshconf.jobs import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 

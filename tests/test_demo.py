@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from meshconf import render
-from meshconf.demo import job as demo
-from meshconf.imageio import read_bgr, to_bgr_u8
+from meshconf.demo import render
+from meshconf.jobs import demo
+from meshconf.files.imageio import read_bgr, to_bgr_u8
 from meshconf.errors import MeshconfError
-from meshconf.meshio import glb_bytes, ply_bytes
+from meshconf.files.meshio import glb_bytes, ply_bytes
 
 PERSON_FILES = ("crop.png", "mc.png", "parts.png", "panel.png", "report.json", "mesh.ply", "mesh.glb")
 
@@ -137,8 +137,8 @@ def test_first_run_fetches_public_files_from_a_mirror(tmp_path, capsys, shared, 
     import http.server
     import threading
 
-    from meshconf.setup import assets as A
-    from meshconf.setup.fetching import ensure
+    from meshconf.assets import catalog as A
+    from meshconf.assets.fetching import ensure
 
     served = shared / "data" / "meshcapade"
 

@@ -54,9 +54,9 @@ def test_contract_signature():
 
 def test_analyse_crops_equals_the_former_pipeline(engine, crops, spin_checkpoint):
     """Today's `pipeline.analyse_crops` on unfolded SPIN (as the demo ran it) against the engine (folded SPIN)."""
-    from meshconf.bundle import Models
+    from meshconf.engine.bundle import Models
     from meshconf.models import load_spin
-    from meshconf.pipeline import analyse_crops
+    from meshconf.engine.pipeline import analyse_crops
 
     m = engine.models
     former = Models(load_spin(spin_checkpoint), m.smpl, m.body, m.estimator, m.segmentation, m.paths)
@@ -90,8 +90,8 @@ def test_analyse_returns_typed_people(engine, shared):
     import inspect
     import json
 
-    from meshconf.demo import job as demo_job
-    from meshconf.inference import MeshConfidence
+    from meshconf.jobs import demo as demo_job
+    from meshconf.engine.inference import MeshConfidence
 
     assert len(repr(result)) < 300 and len(repr(result.people[0].analysis)) < 300
     assert "p_accurate" in repr(result.people[0].analysis)
@@ -117,7 +117,7 @@ def test_device_policy():
 
 
 def test_unknown_precision_is_one_line(demo_data_dir):
-    from meshconf.bundle import load_models
+    from meshconf.engine.bundle import load_models
 
     with pytest.raises(MeshconfError, match="precision must be one of float32, bfloat16"):
         load_models({"spin"}, demo_data_dir, precision="float16")
@@ -127,7 +127,7 @@ def test_unknown_precision_is_one_line(demo_data_dir):
 @pytest.mark.parametrize("device", DEVICES)
 def test_networks_on_a_device_agree_with_the_cpu(device, demo_data_dir, crops):
     """TF32 off: CUDA within the goldens' tolerances of the CPU (HMR 1e-4, vertices 1e-4)."""
-    from meshconf.bundle import load_models
+    from meshconf.engine.bundle import load_models
 
     cpu = load_models({"spin", "smpl", "body"}, demo_data_dir, device="cpu")
     other = load_models({"spin", "smpl", "body"}, demo_data_dir, device=device)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meshconf import constants as C
-from meshconf.sp_op import extract as X
+from meshconf.jobs import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 
@@ -110,7 +110,7 @@ def _write_3dpw(root, shared):
 
 @pytest.mark.slow
 def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
-    from meshconf.dataset import annotate
+    from meshconf.jobs import annotate
     from meshconf.dataset.pw3d import project
 
     seq = _write_3dpw(tmp_path / "3DPW", shared)
@@ -156,7 +156,7 @@ def test_extract_signals_job(tmp_path, tiny_dataset, demo_data_dir):
     """`--signals` writes one row of SIGNAL_COLUMNS per annotation row, hashed in the manifest, without changing
     ED; a resume that asks for signals does not mix with chunks made without them."""
     from meshconf.cli import main
-    from meshconf.signals import NUM_SIGNALS, SIGNAL_COLUMNS
+    from meshconf.sp_op.signals import NUM_SIGNALS, SIGNAL_COLUMNS
 
     path, root = tiny_dataset
     common = ["extract", "--annotations", str(path), "--images", str(root), "--name", "t",
@@ -183,7 +183,7 @@ def test_extract_signals_job(tmp_path, tiny_dataset, demo_data_dir):
 
 
 def test_signal_functions_by_hand():
-    from meshconf import signals as S
+    from meshconf.sp_op import signals as S
 
     j14 = np.tile([[100.0, 50.0]], (14, 1))
     j14[0] = (10, 20)  # R ankle

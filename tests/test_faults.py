@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from meshconf.sp_op import extract as X
-from meshconf.chunks import ChunkStore
+from meshconf.jobs import extract as X
+from meshconf.files.chunks import ChunkStore
 from meshconf.cli import main as cli_main
 from meshconf.errors import MeshconfError
-from meshconf.fileio import FolderLock, json_bytes, write_atomic, write_json
+from meshconf.files.fileio import FolderLock, json_bytes, write_atomic, write_json
 
 
 def _strict_json(path):
@@ -79,7 +79,7 @@ def test_damaged_chunks_are_moved_aside_in_one_line_each(tmp_path):
 def test_a_chunk_another_process_sees_has_its_checksum(tmp_path, monkeypatch):
     """torchrun ranks share a chunk folder: one rank's check must never catch the other's chunk half-written (CI
     once saw rank 1 move rank 0's fresh chunk to damaged/ between the two files of a write)."""
-    import meshconf.chunks as chunks
+    import meshconf.files.chunks as chunks
 
     notes = []
     writer, reader = ChunkStore(str(tmp_path / "c")), ChunkStore(str(tmp_path / "c"), log=notes.append)
@@ -122,7 +122,7 @@ def test_chunks_without_settings_are_not_reused_silently(tmp_path):
 def test_lock_refuses_a_second_process_naming_its_pid(tmp_path):
     folder = tmp_path / "chunks"
     folder.mkdir()
-    code = ("import sys, time; from meshconf.fileio import FolderLock\n"
+    code = ("import sys, time; from meshconf.files.fileio import FolderLock\n"
             f"with FolderLock({str(folder)!r}, '.lock.0'):\n    print('held', flush=True); time.sleep(30)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
@@ -200,9 +200,9 @@ def test_nan_producing_spin_writes_no_arrays(tmp_path, tiny_dataset, tiny_models
 
 
 def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_dataset, tiny_models, monkeypatch):
-    from meshconf.qualitative import job as qualitative
+    from meshconf.jobs import qualitative
     from meshconf.dataset import AnnotatedCrops
-    from meshconf import fileio
+    from meshconf.files import fileio
 
     data = AnnotatedCrops(*tiny_dataset)
     assert _extract(tmp_path, data, tiny_models, batch_size=5)
@@ -241,7 +241,7 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
 
 
 def test_manifest_hashes_catch_an_array_from_another_run(tmp_path, tiny_dataset, tiny_models):
-    from meshconf.qualitative import job as qualitative
+    from meshconf.jobs import qualitative
     from meshconf.dataset import AnnotatedCrops
 
     data = AnnotatedCrops(*tiny_dataset)
@@ -308,7 +308,7 @@ def test_kill_9_during_extract_then_resume_equals_undisturbed(tmp_path, tiny_dat
 
 @pytest.mark.slow
 def test_extract_job_binds_the_checkpoint_and_the_lock(tmp_path, tiny_dataset, demo_data_dir, mean_params, capsys):
-    from meshconf.recipe import write_spin_checkpoint
+    from meshconf.models.recipe import write_spin_checkpoint
 
     other = tmp_path / "other.pt"
     write_spin_checkpoint(other, 1, mean_params)
@@ -368,7 +368,7 @@ def hostile():
 
 
 def test_endless_stream_is_capped(tmp_path, hostile):
-    from meshconf.setup.download import download
+    from meshconf.assets.download import download
 
     def endless(_):
         return 200, {}, iter(lambda: b"\0" * 65536, None)
@@ -380,7 +380,7 @@ def test_endless_stream_is_capped(tmp_path, hostile):
 
 
 def test_206_from_another_offset_is_not_spliced_in(tmp_path, hostile):
-    from meshconf.setup.download import download
+    from meshconf.assets.download import download
 
     data = bytes(range(256)) * 100
 
@@ -396,7 +396,7 @@ def test_206_from_another_offset_is_not_spliced_in(tmp_path, hostile):
 
 
 def test_416_on_a_short_part_starts_over(tmp_path, hostile):
-    from meshconf.setup.download import download
+    from meshconf.assets.download import download
 
     data = b"abc" * 5000
 
@@ -412,8 +412,8 @@ def test_416_on_a_short_part_starts_over(tmp_path, hostile):
 
 
 def test_fetch_checks_before_the_final_name_and_rechecks_what_it_finds(tmp_path, hostile, shared):
-    from meshconf.setup import assets as A
-    from meshconf.setup.fetching import fetch_assets
+    from meshconf.assets import catalog as A
+    from meshconf.assets.fetching import fetch_assets
 
     good = (shared / "data" / "spin" / "J_regressor_extra.npy").read_bytes()
     served = {"body": b"not an npy file at all"}
@@ -437,8 +437,8 @@ def test_truncated_archive_is_fetched_again(tmp_path, hostile, shared):
     import io
     import tarfile
 
-    from meshconf.setup import assets as A
-    from meshconf.setup.fetching import fetch_assets
+    from meshconf.assets import catalog as A
+    from meshconf.assets.fetching import fetch_assets
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -478,7 +478,7 @@ def test_large_boxes_are_cropped_in_strips_to_the_same_bytes(monkeypatch):
 def test_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path):
     import cv2
 
-    from meshconf.imageio import read_bgr
+    from meshconf.files.imageio import read_bgr
 
     cv2.imwrite(str(tmp_path / "big.png"), np.zeros((300, 400, 3), np.uint8))
     with pytest.raises(MeshconfError, match="400x300 px is more than the limit of 100000 pixels; .*--max-pixels"):
@@ -527,7 +527,7 @@ def test_demo_bbox_against_the_image(tmp_path, capsys, demo_data_dir, shared, bb
 
 
 def test_folder_named_like_an_image_is_skipped(tmp_path, capsys):
-    from meshconf.demo.job import expand_inputs
+    from meshconf.jobs.demo import expand_inputs
 
     (tmp_path / "x.png").mkdir()
     (tmp_path / "y.png").write_bytes(b"")
@@ -634,7 +634,7 @@ def test_every_json_is_strict(tmp_path):
 
 
 def test_nan_openpose_confidence_is_flagged_not_silent(tiny_models, monkeypatch):
-    import meshconf.pipeline as P
+    import meshconf.engine.pipeline as P
     from meshconf.classifier import load
 
     spin, smpl, body = tiny_models
@@ -743,13 +743,13 @@ def test_a_resume_on_other_images_of_the_same_names_is_refused(tmp_path, tiny_da
     # the original folder resumes and finishes; each row's image hash is in its chunk
     assert _extract(tmp_path, AnnotatedCrops(path, images), tiny_models, batch_size=2)
     chunk = np.load(tmp_path / "out" / ".t_chunks" / "chunk_000000000.npz")
-    from meshconf.imageio import file_digest
+    from meshconf.files.imageio import file_digest
 
     assert chunk["image_sha"].tolist() == [file_digest(images / "a.png"), file_digest(images / "b.jpg")]
 
 
 def test_the_cpu_thread_count_is_bound(tmp_path, tiny_dataset, tiny_models):
-    from meshconf.chunks import model_settings
+    from meshconf.files.chunks import model_settings
     from meshconf.dataset import AnnotatedCrops
 
     previous = torch.get_num_threads()
@@ -872,7 +872,7 @@ def test_a_malformed_estimator_file_is_refused_before_any_allocation(tmp_path, c
 def test_staging_leftovers_of_a_killed_run_are_cleaned_on_the_next(tmp_path):
     """A kill -9 mid-write leaves `.tmp-<pid>-*` files and `.<out>.tmp-<pid>-*` folders; the next run removes those of
     dead processes and leaves a live process's alone."""
-    from meshconf.fileio import clean_leftovers, staging_folder
+    from meshconf.files.fileio import clean_leftovers, staging_folder
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     pid = int(dead.stdout)

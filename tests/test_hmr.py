@@ -10,7 +10,7 @@ import torch
 from meshconf.errors import MeshconfError
 from meshconf.models import load_spin
 from meshconf.models.hmr import HMR
-from meshconf.recipe import hmr_recipe
+from meshconf.models.recipe import hmr_recipe
 
 
 def test_state_dict_matches_spin_manifest(shared):

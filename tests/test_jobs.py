@@ -18,7 +18,7 @@ from meshconf.errors import MeshconfError
 
 
 def test_output_folders_never_collide(tmp_path):
-    from meshconf.demo.job import output_folders
+    from meshconf.jobs.demo import output_folders
 
     args = SimpleNamespace(out=str(tmp_path / "o"))
     folders = output_folders(args, ["a/x.jpg", "a/x.png", "b/x.png"])
@@ -74,7 +74,7 @@ def test_colliding_names_and_a_rerun_leave_every_result_and_nothing_stale(tmp_pa
 
 
 def test_auto_renderer_is_the_software_one_on_a_cpu_context(monkeypatch):
-    from meshconf import render
+    from meshconf.demo import render
 
     monkeypatch.setattr(render, "gpu_device_nodes", lambda: True)
     monkeypatch.setattr(render, "gl_renderer", lambda: "llvmpipe (LLVM 15.0.6, 256 bits)")
@@ -136,14 +136,14 @@ def test_original_classifier_files_convert_and_run(tmp_path):
 
 
 def test_img_flag_means_a_crop_as_in_the_original(monkeypatch, tmp_path):
-    from meshconf.demo import job
+    from meshconf.jobs import demo as job
 
     seen = {}
 
     def fake_require(*a, **k):
         raise MeshconfError("stop here")
 
-    monkeypatch.setattr("meshconf.setup.fetching.ensure", fake_require)
+    monkeypatch.setattr("meshconf.assets.fetching.ensure", fake_require)
     parser = argparse.ArgumentParser()
     job.add_arguments(parser)
     args = parser.parse_args(["--img", "x.png"])
@@ -179,7 +179,7 @@ def test_argument_ranges_before_any_model_loads(argv, message, capsys):
 
 def test_fetch_only_takes_file_names(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    from meshconf.setup import fetch
+    from meshconf.jobs import fetch
 
     fetch.add_arguments(parser)
     assert parser.parse_args(["--only", "body_pose_model.pth"]).only == ["body_pose_model.pth"]

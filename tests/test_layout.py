@@ -66,11 +66,11 @@ def _owner(module: str) -> str:
 
 def test_the_card_packages_exist():
     for package in ("models", "openpose", "classifier", "sensitivity", "qualitative", "demo", "dataset", "sp_op",
-                    "setup"):
+                    "assets", "engine", "jobs", "files"):
         assert (PACKAGE / package / "__init__.py").is_file(), package
-    for module in ("meshconf.demo.job", "meshconf.qualitative.job", "meshconf.sp_op.extract",
-                   "meshconf.classifier.prepare", "meshconf.classifier.train", "meshconf.classifier.evaluate",
-                   "meshconf.dataset.annotate", "meshconf.setup.doctor", "meshconf.setup.fetch"):
+    for module in ("meshconf.jobs.demo", "meshconf.jobs.qualitative", "meshconf.jobs.extract",
+                   "meshconf.jobs.prepare", "meshconf.jobs.train", "meshconf.jobs.evaluate",
+                   "meshconf.jobs.annotate", "meshconf.jobs.doctor", "meshconf.jobs.fetch"):
         assert module in JOB_MODULES, module
 
 

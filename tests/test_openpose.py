@@ -15,7 +15,7 @@ from meshconf.openpose import (BodyPoseModel, decode, decode_full, detect, detec
 from meshconf.openpose.limbs import greedy_matching
 from meshconf.openpose.peaks import find_peaks, reference_peak_mask
 from meshconf.openpose.synthetic import synthetic_maps
-from meshconf.recipe import openpose_recipe
+from meshconf.models.recipe import openpose_recipe
 
 
 # ---------------------------------------------------------------------------------------------------- network

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from meshconf.sp_op import extract as X
-from meshconf.qualitative import job as Q
+from meshconf.jobs import extract as X
+from meshconf.jobs import qualitative as Q
 from meshconf.dataset import Annotations, load_annotations, save_annotations
 
 

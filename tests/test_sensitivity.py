@@ -9,7 +9,7 @@ import torch
 from meshconf import constants as C
 from meshconf.errors import MeshconfError
 from meshconf.sensitivity import Grid, occluded_copies, openpose_sensitivity, parse_fill, procrustes, spin_sensitivity
-from meshconf.sensitivity import job
+from meshconf.jobs import sensitivity as job
 
 
 def test_grid_geometry_matches_the_original():

@@ -12,9 +12,9 @@ from meshconf import constants as C
 from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations
 from meshconf.dataset.crops import collate
 from meshconf.sensitivity import dataset as ds
-from meshconf.sensitivity import job
+from meshconf.jobs import sensitivity as job
 from meshconf.sensitivity.image import MM, op_points, pelvis, spin_j14
-from meshconf.occlusion import joint_window
+from meshconf.dataset.occlusion import joint_window
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +117,8 @@ def test_openpose_rows_match_single_detections(tiny_dataset, body_model):
 
 
 def test_ground_truth_sources(tiny_dataset, smpl_layer, regressor, demo_data_dir):
-    from meshconf.bundle import Models
-    from meshconf.groundtruth import GroundTruth3D, smpl_joints3d
+    from meshconf.engine.bundle import Models
+    from meshconf.dataset.groundtruth import GroundTruth3D, smpl_joints3d
 
     a = load_annotations(tiny_dataset[0])
     paths = {"smpl_neutral": str(demo_data_dir / "smpl"), "J_regressor_extra": str(demo_data_dir /

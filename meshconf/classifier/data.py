@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..fileio import atomic_path, write_json
+from ..files.fileio import atomic_path, write_json
 
 SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy"}
 SIGNALS_SUFFIX = "_signals.npy"  # optional: `meshconf extract --signals`
@@ -32,7 +32,7 @@ class EDSet:
     se: np.ndarray | None = None  # (N, 14), None when there is no ground truth
     rows: np.ndarray = field(default=None)
     source: np.ndarray = field(default=None)  # (N,) source set name per row
-    signals: np.ndarray | None = None  # (N, S) `meshconf.signals` columns, when extracted with --signals
+    signals: np.ndarray | None = None  # (N, S) `meshconf.sp_op.signals` columns, when extracted with --signals
 
     def __post_init__(self):
         n = len(self.ed)
@@ -93,7 +93,7 @@ MANIFEST_SUFFIX = "_manifest.json"  # written by `meshconf extract` after its ar
 def check_manifest(folder, prefix: str, log=print) -> None:
     """A set with a manifest is read only as the set that was written together (every array's SHA-256, and not
     mid-write); a set without one (the original's files) is read as it is, with a note."""
-    from ..fileio import verify_manifest
+    from ..files.fileio import verify_manifest
 
     path = os.path.join(folder, prefix + MANIFEST_SUFFIX)
     if not os.path.isfile(path):
@@ -149,7 +149,7 @@ def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = F
 
 
 def _load_signals(path: str, n: int) -> np.ndarray:
-    from ..signals import NUM_SIGNALS
+    from ..sp_op.signals import NUM_SIGNALS
 
     try:
         signals = np.load(path, allow_pickle=False).astype(np.float64)
@@ -157,7 +157,7 @@ def _load_signals(path: str, n: int) -> np.ndarray:
         raise MeshconfError(f"cannot read {path} ({exc})") from None
     if signals.shape != (n, NUM_SIGNALS):
         raise MeshconfError(f"{path} has shape {signals.shape}, expected ({n}, {NUM_SIGNALS}) "
-                            f"(meshconf.signals.SIGNAL_COLUMNS); extract it again with this version")
+                            f"(meshconf.sp_op.signals.SIGNAL_COLUMNS); extract it again with this version")
     return signals
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..fileio import atomic_path
+from ..files.fileio import atomic_path
 from .calibration import BOUND_EPS, recalibrated
 
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import constants as C  # noqa: E402
-from ..fileio import atomic_path  # noqa: E402
+from ..files.fileio import atomic_path  # noqa: E402
 
 
 def _save(fig, path):

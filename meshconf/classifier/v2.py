@@ -31,7 +31,7 @@ from torch import nn
 from .. import constants as C
 from ..errors import MeshconfError
 from .data import EDSet, Prepared, cv_split
-from ..signals import SIGNAL_COLUMNS
+from ..sp_op.signals import SIGNAL_COLUMNS
 from .calibration import BOUND_EPS
 from .forest import Forest, forest_features, monotone_constraints
 from .models import Ensemble, Estimator, Prediction
@@ -207,7 +207,7 @@ def train_v2(prep: Prepared, seed: int = 0, progress: bool = True,
 def save_out_of_fold(path, parts: Parts, rows: EDSet) -> None:
     """The out-of-fold parts of every training row with its ground truth and origin: what the combination and the
     calibration were fitted on, for studying them without retraining (`Parts` field names, plus se/source/rows)."""
-    from ..fileio import atomic_path
+    from ..files.fileio import atomic_path
 
     with atomic_path(path, ".npz") as tmp:
         np.savez_compressed(tmp, se=rows.se, source=rows.source.astype(str), rows=rows.rows,

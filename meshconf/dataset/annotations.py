@@ -22,7 +22,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..imageio import write_atomic
+from ..files.imageio import write_atomic
 
 REQUIRED = {"imgname": 1, "center": 2, "scale": 1, "joints2d": 3, "spine2d": 2}
 

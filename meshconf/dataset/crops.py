@@ -10,7 +10,7 @@ import torch
 from .. import constants as C
 from .. import geometry
 from ..errors import MeshconfError
-from ..imageio import file_digest, read_bgr_digest
+from ..files.imageio import file_digest, read_bgr_digest
 from .annotations import Annotations, load_annotations
 
 

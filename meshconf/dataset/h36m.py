@@ -137,7 +137,7 @@ def extract_frames(root, out=None, subjects=SUBJECTS, every: int = EVERY, protoc
     import cv2
     from tqdm import tqdm
 
-    from ..imageio import write_image
+    from ..files.imageio import write_image
 
     root = os.fspath(root)
     out = os.fspath(out) if out else os.path.join(root, "images")

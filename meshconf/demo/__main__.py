@@ -1,5 +1,5 @@
 import sys
 
-from .job import main
+from ..jobs.demo import main
 
 sys.exit(main())

@@ -111,7 +111,7 @@ def fast_form_dir() -> str | None:
     """Where fast forms live, or None when disabled (MESHCONF_FAST_LOAD=0)."""
     if os.environ.get("MESHCONF_FAST_LOAD", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
-    from ..setup.assets import default_data_dir
+    from ..assets.catalog import default_data_dir
 
     return os.path.join(default_data_dir(), "fast")
 
@@ -125,7 +125,7 @@ def _source_key(path: str, kind: str) -> str:
     not its ctime; a copy over it changes the edges too. So a stale fast form is never served."""
     import hashlib
 
-    from ..fileio import sha256_bytes
+    from ..files.fileio import sha256_bytes
 
     real = os.path.realpath(path)
     st = os.stat(real)
@@ -167,7 +167,7 @@ def read_fast_form(path, kind: str) -> dict | None:
 
 def write_fast_form(path, kind: str, state: Mapping[str, torch.Tensor]) -> None:
     """Save the checked `state` of `path` as its fast form (best effort: a read-only or full cache is ignored)."""
-    from ..fileio import atomic_path, file_fingerprint, json_bytes, write_atomic
+    from ..files.fileio import atomic_path, file_fingerprint, json_bytes, write_atomic
 
     folder = fast_form_dir()
     if folder is None:

@@ -221,7 +221,7 @@ def read_smpl_file(path) -> SMPLData:
 def write_smpl_npz(data: SMPLData, out_path) -> None:
     """Write the plain, pickle-free npz form atomically."""
     out_path = os.fspath(out_path)
-    from ..fileio import atomic_path
+    from ..files.fileio import atomic_path
 
     with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **data.as_dict())

@@ -7,8 +7,8 @@ import io
 
 import numpy as np
 
-from ..fileio import json_bytes, write_atomic
-from ..options import add_model_options, model_choice
+from ..files.fileio import json_bytes, write_atomic
+from ..engine.options import add_model_options, model_choice
 
 
 def add_common(p, batch_help: str, batch_default: int) -> None:
@@ -32,7 +32,7 @@ def parts(todo) -> set[str]:
 def load(todo, args, fixed_shapes: bool = False, items: int | None = None):
     """The networks for `todo` through the one model layer (folded SPIN, the device and precision options);
     `items`: occluded crops each network will run (for `--compile auto`)."""
-    from ..bundle import load_models
+    from ..engine.bundle import load_models
 
     return load_models(parts(todo), fixed_shapes=fixed_shapes, **model_choice(args, items))
 

@@ -17,7 +17,7 @@ import torch
 
 from .. import constants as C
 from .image import MM, op_points, pelvis, procrustes, spin_j14
-from ..occlusion import joint_window
+from ..dataset.occlusion import joint_window
 
 VARIANTS = 1 + C.NUM_J14  # unoccluded, then one per occluded joint
 

@@ -12,14 +12,14 @@ import time
 
 import numpy as np
 
-from ..setup import assets
+from ..assets import catalog as assets
 from ..errors import MeshconfError
 from ..runtime import synchronize
-from ..fileio import write_atomic, write_json
-from ..imageio import write_image
+from ..files.fileio import write_atomic, write_json
+from ..files.imageio import write_image
 from . import dataset as ds
 from . import figures
-from ..groundtruth import GroundTruth3D
+from ..dataset.groundtruth import GroundTruth3D
 from .common import load, parts, save_npz
 
 
@@ -91,11 +91,11 @@ def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
 
 
 def run_dataset(args) -> int:
-    from ..bundle import require_files
-    from ..chunks import ChunkStore, collect, distributed, finish, run_chunked, shard
+    from ..engine.bundle import require_files
+    from ..files.chunks import ChunkStore, collect, distributed, finish, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from ..dataset.crops import collate
-    from ..occlusion import parse_fill
+    from ..dataset.occlusion import parse_fill
 
     if args.every < 1 or (args.max_images is not None and args.max_images < 1) or args.batch_size < 1:
         raise MeshconfError("--every, --max-images and --batch-size must be positive")
@@ -150,7 +150,7 @@ def run_dataset(args) -> int:
               f"{worst.joint} is occluded: {worst.unoccluded:.1f} -> {worst.mean_error:.1f} {unit} -> "
               f"{args.out}/{model}_summary.*")
     if rank == 0:
-        from ..pages import gallery
+        from ..demo.pages import gallery
 
         gallery(args.out, "meshconf sensitivity: each joint occluded over a dataset",
                 [("examples.png", "where the occluders land on the first image")] +
@@ -165,8 +165,8 @@ def run_dataset(args) -> int:
 def _template(args, model, summary, unit) -> None:
     import torch
 
-    from ..bundle import load_models
-    from ..render import fit_translation
+    from ..engine.bundle import load_models
+    from ..demo.render import fit_translation
 
     needed = ("smpl_neutral", "J_regressor_extra", "part_segmentation")
     found = {name: assets.locate(name, args.data_dir) for name in needed}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from .. import constants as C
-from ..figures import pyplot_module, figure_to_rgb
+from ..demo.figures import pyplot_module, figure_to_rgb
 
 
 def _upsample(grid_values: np.ndarray, res: int) -> np.ndarray:
@@ -64,8 +64,8 @@ def mean_figure(crop_rgb: np.ndarray, result) -> np.ndarray:
 def template_figure(values14, vertices, faces, cam_t, segmentation, label: str, title: str,
                     res: int = 960) -> np.ndarray:
     """The template body, each part coloured by the dataset's mean error when that part's joint(s) were occluded."""
-    from .. import render
-    from ..figures import with_colorbar
+    from ..demo import render
+    from ..demo.figures import with_colorbar
 
     values = np.asarray(values14, dtype=np.float64)
     finite = values[np.isfinite(values)]

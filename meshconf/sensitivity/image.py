@@ -16,7 +16,7 @@ import torch
 
 from .. import constants as C
 from .. import geometry, sp_op
-from ..occlusion import Grid, occluded_copies
+from ..dataset.occlusion import Grid, occluded_copies
 
 MM = 1000.0
 
