@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                                                                   "im1010.jpg"), str(path), str(w), str(h)],
                            check=True)  # in its own process, so that this one stays small
             images[(w, h)] = path
-        demo = [sys.executable, "-m", "meshconf.demo", "--data-dir", str(root), "--renderer", "software"]
+        demo = [sys.executable, "-m", "meshconf", "demo", "--data-dir", str(root), "--renderer", "software"]
         print(f"{'image':>12} {'run':44} {'peak RSS GB':>12} {'s':>7} {'exit':>5}")
         for (w, h), path in images.items():
             cases = [("meshconf demo (person detection)", demo + [str(path), "--out", str(tmp / "o1")]),

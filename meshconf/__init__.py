@@ -4,7 +4,6 @@ SPIN predicts an SMPL mesh from a person crop; OpenPose detects 2D keypoints on 
 between them (ED) feeds classifiers that say whether the mesh is accurate and which joint is worst.
 """
 
-__version__ = "0.1.0"
-
-from .errors import MeshconfError  # noqa: E402,F401
-from .engine.inference import ImageResult, MeshConfidence, PersonResult  # noqa: E402,F401
+from .constants import VERSION as __version__  # noqa: F401
+from .engine.inference import ImageResult, MeshConfidence, PersonResult  # noqa: F401
+from .errors import MeshconfError  # noqa: F401

@@ -1,4 +1,4 @@
-"""`meshconf <job> ...`: one entry point for every job; `python -m meshconf.<job>` runs the same code.
+"""`meshconf <job> ...` (or `python -m meshconf <job> ...`, `torchrun ... -m meshconf extract ...`): one entry point.
 
 Each job module provides `add_arguments(parser)` and `run(args) -> int`. User errors (`MeshconfError`) are printed
 as one line and exit with status 2; missing model files as one line each, with status 1; nothing a user can cause
@@ -52,8 +52,8 @@ def _call(job: str, module, args) -> int:
         return 130
 
 
-def job_main(job: str, argv=None) -> int:
-    """Entry point of `python -m meshconf.<job>`."""
+def run_job(job: str, argv=None) -> int:
+    """`meshconf <job> <argv...>` from Python (tests, notebooks): the same parsing, checks and exit status."""
     module_name, help_text = JOBS[job]
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"meshconf {job}", description=help_text)
@@ -84,6 +84,3 @@ def main(argv=None) -> int:
         return 0
     return _call(args.job, modules[args.job], args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

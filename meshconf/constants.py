@@ -4,6 +4,8 @@ Sources: SPIN `constants.py`, pytorch-openpose `body.py`, meshConfidence `consta
 (see REFERENCE.md and SPEC-original.md). Index maps are plain tuples so that they can be used by numpy and torch alike.
 """
 
+VERSION = "0.1.0"  # the package's version (pyproject.toml says the same; written into reports, arrays and meshes)
+
 # --------------------------------------------------------------------------------------------------------------
 # Images and cameras (SPIN)
 IMG_RES = 224

@@ -140,13 +140,13 @@ def tiny_dataset(tmp_path_factory, shared):
     return path, root
 
 
-def run_torchrun(module: str, args: list[str], processes: int = 2) -> None:
-    """`torchrun --standalone` with CPU processes (gloo, one thread each); fails the test with its stderr."""
+def run_torchrun(job: str, args: list[str], processes: int = 2) -> None:
+    """`torchrun --standalone ... -m meshconf <job>` with CPU processes (gloo, one thread each); fails the test with its stderr."""
     import subprocess
     import sys
 
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", str(processes), "-m", module, *args],
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", str(processes), "-m", "meshconf", job, *args],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -13,7 +13,7 @@ from meshconf.assets import catalog as A
 from meshconf.cli import main as cli_main
 from meshconf.assets.download import download
 from meshconf.errors import MeshconfError
-from meshconf.assets.fetching import fetch_assets
+from meshconf.engine.fetching import fetch_assets
 
 
 class _Server:

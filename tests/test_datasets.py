@@ -7,11 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from meshconf.jobs import annotate
 from meshconf import constants as C
-from meshconf.jobs import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
+from meshconf.cli import run_job
 
 
 def _write_3doh(root, shared):
@@ -33,7 +32,7 @@ def _write_3doh(root, shared):
 @pytest.mark.slow
 def test_3doh_reader_to_extract(tmp_path, shared, demo_data_dir):
     annots = _write_3doh(tmp_path / "3DOH50K", shared)
-    assert annotate.main(["3doh", "--root", str(tmp_path / "3DOH50K"), "--out", str(tmp_path / "a.npz")]) == 0
+    assert run_job("annotate", ["3doh", "--root", str(tmp_path / "3DOH50K"), "--out", str(tmp_path / "a.npz")]) == 0
     a = load_annotations(tmp_path / "a.npz")
     assert list(a.imgname) == ["00003.jpg", "00012.jpg"] and a.dataset == "3doh_test"  # sorted keys
     np.testing.assert_allclose(a.center[0], (125, 140))
@@ -44,7 +43,7 @@ def test_3doh_reader_to_extract(tmp_path, shared, demo_data_dir):
     np.testing.assert_allclose(a.extra["pose"][1], annots["00012"]["pose"][0])
     item = AnnotatedCrops(a, tmp_path / "3DOH50K" / "images")[1]
     assert item["crop"].shape == (224, 224, 3) and np.isfinite(item["joints2d"]).all()
-    assert X.main(["--annotations", str(tmp_path / "a.npz"), "--images", str(tmp_path / "3DOH50K" / "images"),
+    assert run_job("extract", ["--annotations", str(tmp_path / "a.npz"), "--images", str(tmp_path / "3DOH50K" / "images"),
                    "--out", str(tmp_path / "out"), "--name", "3doh_test", "--data-dir", str(demo_data_dir)]) == 0
     assert np.load(tmp_path / "out" / "3doh_test_sp_op.npy").shape == (2, 14)
 
@@ -117,7 +116,7 @@ def test_h36m_frames_reader_and_extract(tmp_path, demo_data_dir):
 
     root = tmp_path / "H36M"
     truth = _write_h36m(root)
-    assert annotate.main(["h36m", "--root", str(root), "--extract-frames", "--out", str(tmp_path / "h.npz")]) == 0
+    assert run_job("annotate", ["h36m", "--root", str(root), "--extract-frames", "--out", str(tmp_path / "h.npz")]) == 0
     images = sorted(p.name for p in (root / "images").iterdir())
     assert len(images) == 3 * 3 and "S9_Directions_1.54138969_000006.jpg" in images  # frames 0, 5, 10; no _ALL
     assert not any("ALL" in name for name in images)
@@ -135,7 +134,7 @@ def test_h36m_frames_reader_and_extract(tmp_path, demo_data_dir):
     np.testing.assert_allclose(a.extra["joints3d"][row], expected3d, atol=1e-6)
     np.testing.assert_allclose(a.center[row], ((55 + 155) / 2, (40 + 220) / 2))
     np.testing.assert_allclose(a.scale[row], 0.9 * 180 / 200)
-    assert X.main(["--annotations", str(tmp_path / "h.npz"), "--images", str(root / "images"), "--out",
+    assert run_job("extract", ["--annotations", str(tmp_path / "h.npz"), "--images", str(root / "images"), "--out",
                    str(tmp_path / "out"), "--name", "h36m_p1", "--occlude", "--data-dir", str(demo_data_dir),
                    "--batch-size", "5"]) == 0
     assert np.load(tmp_path / "out" / "h36m_p1_sp_gt.npy").shape == (9, 14)

@@ -13,12 +13,13 @@ from meshconf.jobs import demo
 from meshconf.files.imageio import read_bgr, to_bgr_u8
 from meshconf.errors import MeshconfError
 from meshconf.files.meshio import glb_bytes, ply_bytes
+from meshconf.cli import run_job
 
 PERSON_FILES = ("crop.png", "mc.png", "parts.png", "panel.png", "report.json", "mesh.ply", "mesh.glb")
 
 
 def _run(argv):
-    return demo.main(argv)
+    return run_job("demo", argv)
 
 
 SCHEMA = json.loads((pathlib.Path(demo.__file__).parents[1] / "data" / "report.schema.json").read_text())
@@ -138,7 +139,7 @@ def test_first_run_fetches_public_files_from_a_mirror(tmp_path, capsys, shared, 
     import threading
 
     from meshconf.assets import catalog as A
-    from meshconf.assets.fetching import ensure
+    from meshconf.engine.fetching import ensure
 
     served = shared / "data" / "meshcapade"
 

@@ -9,6 +9,7 @@ from meshconf import constants as C
 from meshconf.jobs import extract as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
+from meshconf.cli import run_job
 
 
 def test_annotation_roundtrip_and_dataset(tiny_dataset):
@@ -68,7 +69,7 @@ def test_se_row_by_hand():
 @pytest.mark.slow
 def test_extract_job_writes_manifest(tmp_path, tiny_dataset, demo_data_dir):
     path, root = tiny_dataset
-    assert X.main(["--annotations", str(path), "--images", str(root), "--out", str(tmp_path), "--name", "tiny_test",
+    assert run_job("extract", ["--annotations", str(path), "--images", str(root), "--out", str(tmp_path), "--name", "tiny_test",
                    "--data-dir", str(demo_data_dir), "--batch-size", "4"]) == 0
     manifest = json.loads((tmp_path / "tiny_test_manifest.json").read_text())
     assert manifest["rows"] == 5 and manifest["dataset"] == "tiny" and not manifest["occluded"]
@@ -110,11 +111,10 @@ def _write_3dpw(root, shared):
 
 @pytest.mark.slow
 def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
-    from meshconf.jobs import annotate
     from meshconf.dataset.pw3d import project
 
     seq = _write_3dpw(tmp_path / "3DPW", shared)
-    assert annotate.main(["3dpw", "--root", str(tmp_path / "3DPW"), "--out", str(tmp_path / "ann.npz")]) == 0
+    assert run_job("annotate", ["3dpw", "--root", str(tmp_path / "3DPW"), "--out", str(tmp_path / "ann.npz")]) == 0
     a = load_annotations(tmp_path / "ann.npz")
     assert len(a) == 2 and list(a.imgname) == ["downtown_test_00/image_00000.jpg", "downtown_test_00/image_00002.jpg"]
     px = project(seq["jointPositions"][0][2].reshape(24, 3), seq["cam_poses"][2], seq["cam_intrinsics"])
@@ -127,7 +127,7 @@ def test_3dpw_reader_to_extract(tmp_path, shared, demo_data_dir):
     np.testing.assert_allclose(a.extra["pose"][1][3:], seq["poses"][0][2][3:72])
     np.testing.assert_allclose(a.extra["camera_extrinsics"][1], seq["cam_poses"][2][:3])
     np.testing.assert_allclose(a.extra["camera_intrinsics"][1], seq["cam_intrinsics"])
-    assert X.main(["--annotations", str(tmp_path / "ann.npz"), "--images", str(tmp_path / "3DPW" / "imageFiles"),
+    assert run_job("extract", ["--annotations", str(tmp_path / "ann.npz"), "--images", str(tmp_path / "3DPW" / "imageFiles"),
                    "--out", str(tmp_path / "out"), "--name", "3dpw_test", "--occlude",
                    "--data-dir", str(demo_data_dir)]) == 0
     assert np.load(tmp_path / "out" / "3dpw_test_sp_op.npy").shape == (2, 14)
@@ -141,8 +141,8 @@ def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir)
     path, root = tiny_dataset
     common = ["--annotations", str(path), "--images", str(root), "--name", "t", "--occlude", "--seed", "5",
               "--data-dir", str(demo_data_dir), "--batch-size", "2"]
-    assert X.main(common + ["--out", str(tmp_path / "one")]) == 0
-    run_torchrun("meshconf.extract", common + ["--out", str(tmp_path / "two"), "--threads", "1"])
+    assert run_job("extract", common + ["--out", str(tmp_path / "one")]) == 0
+    run_torchrun("extract", common + ["--out", str(tmp_path / "two"), "--threads", "1"])
     for suffix in ("sp_op", "sp_gt", "conf"):
         np.testing.assert_allclose(np.load(tmp_path / "two" / f"t_{suffix}.npy"),
                                    np.load(tmp_path / "one" / f"t_{suffix}.npy"), atol=1e-4, equal_nan=True)

@@ -22,6 +22,7 @@ from meshconf.files.chunks import ChunkStore
 from meshconf.cli import main as cli_main
 from meshconf.errors import MeshconfError
 from meshconf.files.fileio import FolderLock, json_bytes, write_atomic, write_json
+from meshconf.cli import run_job
 
 
 def _strict_json(path):
@@ -289,9 +290,9 @@ def test_kill_9_during_extract_then_resume_equals_undisturbed(tmp_path, tiny_dat
     path, root = tiny_dataset
     common = ["--annotations", str(path), "--images", str(root), "--name", "t", "--occlude",
               "--data-dir", str(demo_data_dir), "--batch-size", "1", "--threads", "1"]
-    assert X.main(common + ["--out", str(tmp_path / "clean")]) == 0
+    assert run_job("extract", common + ["--out", str(tmp_path / "clean")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    victim = subprocess.Popen([sys.executable, "-m", "meshconf.extract", *common, "--out", str(tmp_path / "k")],
+    victim = subprocess.Popen([sys.executable, "-m", "meshconf", "extract", *common, "--out", str(tmp_path / "k")],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     chunks = tmp_path / "k" / ".t_chunks"
     deadline = time.time() + 120
@@ -300,7 +301,7 @@ def test_kill_9_during_extract_then_resume_equals_undisturbed(tmp_path, tiny_dat
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert 2 <= len(list(chunks.glob("chunk_*.json"))) < 5, "the job was not caught mid-run"
-    assert X.main(common + ["--out", str(tmp_path / "k")]) == 0
+    assert run_job("extract", common + ["--out", str(tmp_path / "k")]) == 0
     clean, resumed = _arrays(tmp_path / "clean"), _arrays(tmp_path / "k")
     for key in clean:
         assert clean[key].tobytes() == resumed[key].tobytes(), key
@@ -413,7 +414,7 @@ def test_416_on_a_short_part_starts_over(tmp_path, hostile):
 
 def test_fetch_checks_before_the_final_name_and_rechecks_what_it_finds(tmp_path, hostile, shared):
     from meshconf.assets import catalog as A
-    from meshconf.assets.fetching import fetch_assets
+    from meshconf.engine.fetching import fetch_assets
 
     good = (shared / "data" / "spin" / "J_regressor_extra.npy").read_bytes()
     served = {"body": b"not an npy file at all"}
@@ -438,7 +439,7 @@ def test_truncated_archive_is_fetched_again(tmp_path, hostile, shared):
     import tarfile
 
     from meshconf.assets import catalog as A
-    from meshconf.assets.fetching import fetch_assets
+    from meshconf.engine.fetching import fetch_assets
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

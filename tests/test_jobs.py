@@ -143,7 +143,7 @@ def test_img_flag_means_a_crop_as_in_the_original(monkeypatch, tmp_path):
     def fake_require(*a, **k):
         raise MeshconfError("stop here")
 
-    monkeypatch.setattr("meshconf.assets.fetching.ensure", fake_require)
+    monkeypatch.setattr("meshconf.engine.fetching.ensure", fake_require)
     parser = argparse.ArgumentParser()
     job.add_arguments(parser)
     args = parser.parse_args(["--img", "x.png"])

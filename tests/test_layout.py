@@ -1,5 +1,5 @@
-"""The package's layering, read from the source: libraries never import jobs, a job imports another job only
-inside its own package, and no module imports itself back through others (no cycle)."""
+"""The package's layering, read from the source: one job module per verb in `meshconf/jobs/`, no alias modules, no
+import that reaches up a layer, libraries never import jobs, jobs never import each other, and no cycle."""
 
 from __future__ import annotations
 
@@ -45,33 +45,71 @@ def _imports(name: str) -> set[str]:
 GRAPH = {name: _imports(name) for name in MODULES}
 
 
-def _jobs() -> set[str]:
-    from meshconf.cli import JOBS
+# The layers, lowest first. A module imports only modules of its own layer or below: the engine never reaches up
+# into a job, the models never into the engine, the assets (where files live, downloads) never into the models.
+LAYERS = (
+    ("constants", "errors"),
+    ("geometry", "runtime", "files"),
+    ("assets",),
+    ("accel",),
+    ("models", "openpose"),
+    ("sp_op", "dataset", "classifier", "demo"),
+    ("engine",),
+    ("sensitivity", "qualitative"),
+    ("jobs",),
+    ("cli", "__main__", ""),
+)
+TOP = [entry.name for entry in PACKAGE.iterdir() if entry.name != "__pycache__"]
 
-    jobs = {module for module, _ in JOBS.values()}
-    jobs |= {"meshconf.sensitivity.dataset_job", "meshconf.__main__"}
-    # the `python -m meshconf.<job>` aliases are jobs too
-    jobs |= {n for n, p in MODULES.items() if n.count(".") == 1 and n != "meshconf.cli"
-             and "python -m meshconf." in p.read_text()[:200]}
-    jobs |= {n for n in MODULES if n.endswith(".__main__")}
-    return jobs
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    for rank, layer in enumerate(LAYERS):
+        if top in layer:
+            return rank
+    raise AssertionError(f"{module} is in no layer: add meshconf/{top} to LAYERS in tests/test_layout.py")
 
 
-JOB_MODULES = _jobs()
-
-
-def _owner(module: str) -> str:
-    return module.rsplit(".", 1)[0]
+JOB_MODULES = {name for name in MODULES if name.startswith("meshconf.jobs.")}
 
 
 def test_the_card_packages_exist():
     for package in ("models", "openpose", "classifier", "sensitivity", "qualitative", "demo", "dataset", "sp_op",
                     "assets", "engine", "jobs", "files"):
         assert (PACKAGE / package / "__init__.py").is_file(), package
-    for module in ("meshconf.jobs.demo", "meshconf.jobs.qualitative", "meshconf.jobs.extract",
-                   "meshconf.jobs.prepare", "meshconf.jobs.train", "meshconf.jobs.evaluate",
-                   "meshconf.jobs.annotate", "meshconf.jobs.doctor", "meshconf.jobs.fetch"):
-        assert module in JOB_MODULES, module
+    assert (PACKAGE / "constants.py").is_file()
+
+
+def test_one_job_module_per_verb():
+    """`ls meshconf/jobs` is `meshconf --help`: one module per verb, each named by its verb."""
+    from meshconf.cli import JOBS
+
+    assert {f"meshconf.jobs.{verb.replace('-', '_')}" for verb in JOBS} == JOB_MODULES
+    assert all(module == f"meshconf.jobs.{verb.replace('-', '_')}" for verb, (module, _) in JOBS.items())
+    for name in JOB_MODULES:
+        source = MODULES[name].read_text()
+        assert "def add_arguments(" in source and "def run(" in source, name
+
+
+def test_no_alias_module_and_one_main():
+    """Every job runs as `meshconf <job>` or `python -m meshconf <job>`; no module is a second way in."""
+    mains = [name for name in MODULES if name.endswith("__main__")]
+    assert mains == ["meshconf.__main__"], mains
+    runnable = [name for name, path in MODULES.items() if '__name__ == "__main__"' in path.read_text()]
+    assert runnable == [], runnable
+    stubs = [name for name, path in MODULES.items() if path.parent == PACKAGE and path.name != "__init__.py"
+             and len(path.read_text().splitlines()) < 12
+             and name not in ("meshconf.__main__",)]
+    assert stubs == [], f"modules of a few lines at the top of meshconf/ (aliases?): {stubs}"
+
+
+def test_top_of_the_package_is_small():
+    assert len(TOP) <= 25, sorted(TOP)
+
+
+def test_no_upward_import():
+    bad = [(name, target) for name, targets in GRAPH.items() for target in targets if _layer(target) > _layer(name)]
+    assert not bad, f"imports that reach up a layer: {bad}"
 
 
 def test_libraries_never_import_jobs():
@@ -80,14 +118,9 @@ def test_libraries_never_import_jobs():
     assert not bad, f"library modules importing job modules: {bad}"
 
 
-def test_jobs_import_only_the_jobs_they_own():
-    bad = []
-    for job in JOB_MODULES:
-        for target in GRAPH[job] & JOB_MODULES:
-            alias = job.count(".") == 1 or job.endswith("__main__")  # an alias or __main__ runs its one job
-            if not alias and target != "meshconf.cli" and _owner(target) != _owner(job):
-                bad.append((job, target))
-    assert not bad, f"jobs importing other packages' jobs: {bad}"
+def test_jobs_never_import_other_jobs():
+    bad = [(job, target) for job in JOB_MODULES for target in GRAPH[job] & JOB_MODULES]
+    assert not bad, f"jobs importing other jobs (move the shared code into a library): {bad}"
 
 
 def test_no_private_names_across_modules():
@@ -121,13 +154,13 @@ def test_no_import_cycle():
 
 
 @pytest.mark.slow
-def test_every_job_runs_as_python_dash_m():
+def test_every_job_runs_as_python_dash_m_meshconf():
     import subprocess
     import sys
 
     from meshconf.cli import JOBS
 
     for job in JOBS:
-        module = "meshconf." + job.replace("-", "_")
-        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0 and "usage" in done.stdout, (module, done.stderr[-500:])
+        done = subprocess.run([sys.executable, "-m", "meshconf", job, "--help"], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0 and f"usage: meshconf {job}" in done.stdout, (job, done.stderr[-500:])

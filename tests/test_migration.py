@@ -41,7 +41,7 @@ def test_every_migration_command_runs(tmp_path, demo_data_dir, tiny_dataset, sha
     commands = [
         ("meshconf demo demo/3doh_img_0_orig.png --cropped",
          f"demo {crop} --cropped --renderer software --out {tmp_path}/demo"),
-        ("python -m meshconf.demo --img ... --checkpoint ...",
+        ("python -m meshconf demo --img ... --checkpoint ...",
          f"demo --img {crop} --checkpoint {spin_checkpoint} --renderer software --out {tmp_path}/img"),
         ("meshconf extract ... --name 3dpw_test [--occlude --seed 0]",
          f"extract --annotations {ann} --images {root} --out {tmp_path}/arrays --name 3dpw_test --occlude --seed 0"),

@@ -32,3 +32,11 @@ def test_requirements_match_pyproject():
              if line.strip() and not line.startswith("#")}
     assert lines == wanted
     assert all("==" in line for line in lines)  # pinned, as the goldens need
+
+
+def test_one_version():
+    import meshconf
+    from meshconf.constants import VERSION
+
+    declared = next(line for line in (REPO / "pyproject.toml").read_text().splitlines() if line.startswith("version"))
+    assert declared == f'version = "{VERSION}"' and meshconf.__version__ == VERSION

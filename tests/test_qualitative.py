@@ -6,16 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from meshconf.jobs import extract as X
 from meshconf.jobs import qualitative as Q
 from meshconf.dataset import Annotations, load_annotations, save_annotations
+from meshconf.cli import run_job
 
 
 @pytest.fixture(scope="module")
 def arrays(tmp_path_factory, tiny_dataset, demo_data_dir):
     path, root = tiny_dataset
     out = tmp_path_factory.mktemp("arrays")
-    assert X.main(["--annotations", str(path), "--images", str(root), "--out", str(out), "--name", "tiny_test",
+    assert run_job("extract", ["--annotations", str(path), "--images", str(root), "--out", str(out), "--name", "tiny_test",
                    "--data-dir", str(demo_data_dir), "--batch-size", "5"]) == 0
     return out
 
@@ -23,7 +23,7 @@ def arrays(tmp_path_factory, tiny_dataset, demo_data_dir):
 @pytest.mark.slow
 def test_pictures_and_report(tmp_path, tiny_dataset, arrays, demo_data_dir):
     path, root = tiny_dataset
-    assert Q.main(["--dataset", "3dpw", "--img_number", "3", "--annotations", str(path), "--images", str(root),
+    assert run_job("qualitative", ["--dataset", "3dpw", "--img_number", "3", "--annotations", str(path), "--images", str(root),
                    "--arrays", str(arrays), "--name", "tiny_test", "--data-dir", str(demo_data_dir),
                    "--renderer", "software", "--render-res", "224", "--out", str(tmp_path),
                    "--accept-precision", "0.9"]) == 0

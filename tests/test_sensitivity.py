@@ -9,7 +9,7 @@ import torch
 from meshconf import constants as C
 from meshconf.errors import MeshconfError
 from meshconf.sensitivity import Grid, occluded_copies, openpose_sensitivity, parse_fill, procrustes, spin_sensitivity
-from meshconf.jobs import sensitivity as job
+from meshconf.cli import run_job
 
 
 def test_grid_geometry_matches_the_original():
@@ -91,7 +91,7 @@ def test_job_writes_grid_and_figures(tmp_path, demo_data_dir, shared):
 
     shutil.copy(shared / "data" / "spin" / "J_regressor_h36m.npy", demo_data_dir)
     image = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
-    assert job.main(["image", str(image), "--data-dir", str(demo_data_dir), "--out", str(tmp_path),
+    assert run_job("sensitivity", ["image", str(image), "--data-dir", str(demo_data_dir), "--out", str(tmp_path),
                      "--occ-size", "112", "--stride", "112", "--fill", "black"]) == 0
     for model in ("spin", "openpose"):
         for suffix in ("_grid.npz", "_joints.png", "_mean.png"):
@@ -114,7 +114,7 @@ def test_job_on_a_dataset_row_uses_ground_truth(tmp_path, tiny_dataset, demo_dat
     joints3d = np.random.default_rng(0).normal(0, 0.3, (len(a), 14, 3))
     with_3d = tmp_path / "with3d.npz"
     save_annotations(with_3d, Annotations(a.imgname, a.center, a.scale, a.joints2d, a.spine2d, {"joints3d": joints3d}))
-    assert job.main(["image", "--annotations", str(with_3d), "--images", str(root), "--img-number", "2",
+    assert run_job("sensitivity", ["image", "--annotations", str(with_3d), "--images", str(root), "--img-number", "2",
                      "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "o"), "--occ-size", "112",
                      "--stride", "112"]) == 0
     for model in ("spin", "openpose"):
@@ -123,4 +123,4 @@ def test_job_on_a_dataset_row_uses_ground_truth(tmp_path, tiny_dataset, demo_dat
             assert info["reference"] == "ground truth" and "row 2 (a.png)" in info["input"]
     with np.load(tmp_path / "o" / "spin_grid.npz") as npz:
         assert npz["errors"].mean() > 50  # random 3D ground truth: large errors in mm, not metres
-    assert job.main(["image", "--annotations", str(with_3d), "--data-dir", str(demo_data_dir)]) == 2
+    assert run_job("sensitivity", ["image", "--annotations", str(with_3d), "--data-dir", str(demo_data_dir)]) == 2

@@ -12,9 +12,9 @@ from meshconf import constants as C
 from meshconf.dataset import AnnotatedCrops, Annotations, load_annotations
 from meshconf.dataset.crops import collate
 from meshconf.sensitivity import dataset as ds
-from meshconf.jobs import sensitivity as job
 from meshconf.sensitivity.image import MM, op_points, pelvis, spin_j14
 from meshconf.dataset.occlusion import joint_window
+from meshconf.cli import run_job
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +145,7 @@ def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, dem
     out = tmp_path / "out"
     argv = ["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
             "--out", str(out), "--model", "spin", "--every", "2", "--batch-size", "2"]
-    assert job.main(argv) == 0
+    assert run_job("sensitivity", argv) == 0
     with np.load(out / "spin_errors.npz") as npz:
         first = {k: npz[k] for k in npz.files}
     info = json.loads(str(first["info"]))
@@ -159,15 +159,15 @@ def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, dem
     chunks = sorted((out / ".spin_chunks").glob("chunk_*.npz"))
     assert len(chunks) == 2
     chunks[-1].unlink()
-    assert job.main(argv) == 0
+    assert run_job("sensitivity", argv) == 0
     with np.load(out / "spin_errors.npz") as npz:
         np.testing.assert_allclose(npz["errors"], first["errors"], atol=1e-3)
     capsys.readouterr()
-    assert job.main(argv[:-2] + ["--batch-size", "2", "--occ-size", "30"]) == 2
+    assert run_job("sensitivity", argv[:-2] + ["--batch-size", "2", "--occ-size", "30"]) == 2
     assert "other settings (occ_size)" in capsys.readouterr().err
     # more rows into the same folder: only the new ones are computed, the old ones are kept
     every = argv.index("--every") + 1
-    assert job.main(argv[:every] + ["1"] + argv[every + 1:]) == 0
+    assert run_job("sensitivity", argv[:every] + ["1"] + argv[every + 1:]) == 0
     with np.load(out / "spin_errors.npz") as npz:
         assert list(npz["index"]) == [0, 1, 2, 3, 4]
         np.testing.assert_allclose(npz["errors"][[0, 2, 4]], first["errors"], atol=1e-3)
@@ -176,7 +176,7 @@ def test_job_spin_resumes_and_refuses_other_settings(tmp_path, tiny_dataset, dem
 @pytest.mark.slow
 def test_job_openpose_one_image(tmp_path, tiny_dataset, demo_data_dir):
     path, root = tiny_dataset
-    assert job.main(["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
+    assert run_job("sensitivity", ["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
                      "--out", str(tmp_path), "--model", "openpose", "--max-images", "1", "--fill", "black"]) == 0
     summary = json.loads((tmp_path / "openpose_summary.json").read_text())
     assert summary["unit"] == "px" and summary["images"] == 1 and len(summary["per_occluded_joint"]) == 14
@@ -192,8 +192,8 @@ def test_torchrun_two_processes_equal_one(tmp_path, tiny_dataset, demo_data_dir,
     path, root = tiny_dataset
     argv = ["dataset", "--annotations", str(path), "--images", str(root), "--data-dir", str(demo_data_dir),
             "--model", "spin", "--every", "2", "--batch-size", "1"]
-    assert job.main(argv + ["--out", str(tmp_path / "one")]) == 0
-    run_torchrun("meshconf.sensitivity", argv + ["--out", str(tmp_path / "two"), "--threads", "1"])
+    assert run_job("sensitivity", argv + ["--out", str(tmp_path / "one")]) == 0
+    run_torchrun("sensitivity", argv + ["--out", str(tmp_path / "two"), "--threads", "1"])
     with np.load(tmp_path / "one" / "spin_errors.npz") as one, np.load(tmp_path / "two" / "spin_errors.npz") as two:
         np.testing.assert_array_equal(two["index"], [0, 2, 4])
         np.testing.assert_allclose(two["errors"], one["errors"], atol=1e-2)

@@ -94,7 +94,7 @@ def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False,
     missing ends in one line per file (nothing is loaded here)."""
     from ..errors import MeshconfError
 
-    from ..assets.fetching import ensure
+    from ..engine.fetching import ensure
 
     paths = ensure(needed_assets(parts, checkpoint), data_dir, offline_flag=offline, progress=progress)
     if checkpoint:

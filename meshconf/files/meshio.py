@@ -52,7 +52,7 @@ def glb_bytes(vertices: np.ndarray, faces: np.ndarray, vertex_rgb: np.ndarray) -
     """A glTF 2.0 binary: one mesh with POSITION, NORMAL (smooth), COLOR_0 (linear, normalised uint16, as glTF
     defines vertex colours) and uint32 indices, and a matte non-metallic material, so standard viewers show the
     confidence colours as the renders do."""
-    from .. import __version__
+    from ..constants import VERSION
 
     positions = np.ascontiguousarray(vertices, dtype="<f4")
     normals = np.ascontiguousarray(vertex_normals(vertices, faces), dtype="<f4")
@@ -67,7 +67,7 @@ def glb_bytes(vertices: np.ndarray, faces: np.ndarray, vertex_rgb: np.ndarray) -
         blob += chunk + b"\0" * (-len(chunk) % 4)
     n = len(positions)
     gltf = {
-        "asset": {"version": "2.0", "generator": f"meshconf {__version__}"},
+        "asset": {"version": "2.0", "generator": f"meshconf {VERSION}"},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
         "materials": [{"name": "confidence", "pbrMetallicRoughness": {"baseColorFactor": [1, 1, 1, 1],
                                                                        "metallicFactor": 0.0, "roughnessFactor": 0.8}}],

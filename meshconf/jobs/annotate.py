@@ -45,12 +45,3 @@ def run(args) -> int:
     print(f"wrote {args.out}: {len(annotations)} rows of {annotations.dataset}; images are relative to "
           f"{os.path.join(args.root, IMAGE_FOLDERS[args.dataset])}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("annotate", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -69,12 +69,3 @@ def run(args) -> int:
     print(f"calibrated on {rows} rows of {len(sets)} source(s) (at least {min_rows(args.coverage)} per source and "
           f"joint needed for {args.coverage:.0%} bounds); wrote {args.out}; use it with --estimator {args.out}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("calibrate", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

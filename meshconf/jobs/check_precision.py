@@ -94,13 +94,3 @@ def run(args) -> int:
                                "files": reference.models.describe()["files"]})
         print(f"wrote {args.json}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-
-    return job_main("check-precision", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

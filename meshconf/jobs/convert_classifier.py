@@ -67,12 +67,3 @@ def run(args) -> int:
     estimator.save(args.out)
     print(f"wrote {args.out}: use it with --estimator {args.out}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("convert-classifier", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,12 +21,3 @@ def run(args) -> int:
     print(f"wrote {args.output}: {data.v_template.shape[0]} vertices, {data.f.shape[0]} faces, "
           f"{data.shapedirs.shape[-1]} shape components")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("convert-smpl", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

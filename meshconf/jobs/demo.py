@@ -421,12 +421,3 @@ def run(args) -> int:
             continue
         print(f"{path}: {report['frames']} frames -> {folder}/annotated.mp4")
     return 1 if failures else 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("demo", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

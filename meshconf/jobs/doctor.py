@@ -7,7 +7,7 @@ import sys
 
 from ..assets import catalog as A
 from ..errors import MeshconfError
-from ..assets.validate import check_asset
+from ..engine.validate import check_asset
 
 
 def add_arguments(parser) -> None:
@@ -59,12 +59,3 @@ def run(args) -> int:
     print("ready for the demo" if not problems else
           f"{len(problems)} required file(s) missing or broken: {', '.join(a.relpath for a in problems)}")
     return 0 if not problems else 1
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("doctor", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -121,12 +121,3 @@ def run(args) -> int:
     plots.joint_correlation(results, os.path.join(args.out, "joint_correlation.png"))
     print(f"\nwrote {args.out}/results.json, reliability.png, joint_correlation.png, risk_coverage.png")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("evaluate", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,7 +6,7 @@ Writes `<name>_sp_op.npy` (ED), `<name>_sp_gt.npy` (SE) and `<name>_conf.npy`, f
 file's row order: the layout `meshconf prepare/evaluate` read. Also writes `<name>_manifest.json` (dataset, weights
 with their SHA-256, seed, code version, and each row's image name and box centre).
 
-Several GPUs or machines: `torchrun --nproc_per_node 4 -m meshconf.extract ...` (or `torchrun ... $(which meshconf)
+Several GPUs or machines: `torchrun --nproc_per_node 4 -m meshconf extract ...` (or `torchrun ... $(which meshconf)
 extract ...`) shards the rows across processes; rank 0 writes the same arrays a single process would. SPIN and OpenPose
 run in batches with their weights loaded once. Work is written in chunks, atomically; a restart skips finished rows,
 and the merged result equals an uninterrupted run. The occluded variant puts a 40 px square of ImageNet-mean grey (the
@@ -25,7 +25,8 @@ import sys
 import numpy as np
 import torch
 
-from .. import __version__, geometry
+from .. import geometry
+from ..constants import VERSION
 from ..accel import call_padded
 from ..sp_op import ed as sp_op
 from ..dataset.crops import collate, skip_rows
@@ -229,7 +230,7 @@ def write_outputs(out: str, name: str, merged: dict, dataset, occlude: bool, inf
     if signals:
         info = {**info, "signal_columns": list(SIGNAL_COLUMNS)}
     manifest = {"name": name, "complete": True, "rows": len(dataset), "dataset": dataset.annotations.dataset,
-                "meshconf_version": __version__, "files": files,
+                "meshconf_version": VERSION, "files": files,
                 "ed_definition": "spine-aligned ED with the ground-truth spine as anchor (README, 'ED')",
                 **info, "row_keys": row_keys(dataset.annotations)}
     write_json(manifest_path, manifest)
@@ -269,12 +270,3 @@ def run(args) -> int:
         label = "" if models.precision == "float32" else f" ({models.precision})"
         print(f"wrote {args.out}/{args.name}_{{sp_op,sp_gt,conf}}.npy ({len(dataset)} rows{label}) and the manifest")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("extract", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

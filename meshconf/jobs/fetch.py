@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..assets import catalog as A
-from ..assets.fetching import fetch_assets
+from ..engine.fetching import fetch_assets
 
 
 def add_arguments(parser) -> None:
@@ -34,12 +34,3 @@ def run(args) -> int:
     for a in manual:
         print(f"  manual    {a.relpath}: {a.instructions}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("fetch", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -54,12 +54,3 @@ def run(args) -> int:
     print(f"wrote {args.out}: train.npz, val.npz, pool.npz ({args.folds} folds), all_train.csv, all_val.csv, "
           f"prepared.json (seed {args.seed})")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("prepare", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -271,12 +271,3 @@ def run(args) -> int:
              f"(threshold {acceptance['acceptance']['threshold']:.3f})" if acceptance else "")
           + f" -> {stem}_*.png")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("qualitative", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

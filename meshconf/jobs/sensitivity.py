@@ -57,7 +57,7 @@ def run(args) -> int:
     if args.occ_size < 1:
         raise MeshconfError(f"--occ-size must be at least 1, got {args.occ_size}")
     if args.mode == "dataset":
-        from ..sensitivity.dataset_job import run_dataset
+        from ..sensitivity.runner import run_dataset
         return run_dataset(args)
     return run_image(args)
 
@@ -137,8 +137,3 @@ def run_image(args) -> int:
     if not todo:
         raise MeshconfError("nothing to do")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("sensitivity", argv)

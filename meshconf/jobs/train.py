@@ -107,12 +107,3 @@ def _train(args) -> int:
         print(f"{name}: {where} MC accuracy {val_metrics['mc_accuracy']:.3f}, AUROC {val_metrics['mc_auroc']:.3f}, "
               f"WJC top-1 {val_metrics['wj_top1']:.3f}, top-3 {val_metrics['wj_top3']:.3f} -> {weights}")
     return 0
-
-
-def main(argv=None) -> int:
-    from ..cli import job_main
-    return job_main("train", argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
-from . import catalog as A
+from ..assets import catalog as A
 from ..errors import MeshconfError
-from .download import download
+from ..assets.download import download
 from .validate import check_asset
 
 def source_url(a: A.Asset, mirror: str | None) -> str:

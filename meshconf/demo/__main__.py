@@ -1,5 +1,0 @@
-import sys
-
-from ..jobs.demo import main
-
-sys.exit(main())

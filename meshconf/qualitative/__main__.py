@@ -1,5 +1,0 @@
-import sys
-
-from ..jobs.qualitative import main
-
-sys.exit(main())

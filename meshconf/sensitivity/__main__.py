@@ -1,5 +1,0 @@
-import sys
-
-from ..jobs.sensitivity import main
-
-sys.exit(main())
