@@ -104,6 +104,64 @@ def test_analyse_returns_typed_people(engine, shared):
     assert inspect.signature(MeshConfidence.analyse).parameters["max_people"].default is None
 
 
+def _glb_positions(glb: bytes) -> np.ndarray:
+    import json
+
+    length = int(np.frombuffer(glb[12:16], "<u4")[0])
+    gltf = json.loads(glb[20:20 + length])
+    accessor = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    view = gltf["bufferViews"][accessor["bufferView"]]
+    return np.frombuffer(glb[28 + length:], "<f4", accessor["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+
+
+def _same_but_timings(one, two, where="report") -> bool:
+    """Equal JSON values, floats to 1e-4, timings ignored; an AssertionError names the first difference."""
+    if isinstance(one, dict):
+        assert isinstance(two, dict) and set(one) == set(two), where
+        for key in set(one) - {"timings_ms", "person_detection_ms"}:
+            _same_but_timings(one[key], two[key], f"{where}.{key}")
+    elif isinstance(one, list):
+        assert isinstance(two, list) and len(one) == len(two), where
+        for k, (a, b) in enumerate(zip(one, two)):
+            _same_but_timings(a, b, f"{where}[{k}]")
+    elif isinstance(one, float):
+        assert two == pytest.approx(one, rel=1e-4, abs=1e-4), where
+    else:
+        assert one == two, where
+    return True
+
+
+@pytest.mark.slow
+def test_python_users_write_what_the_demo_writes(engine, demo_data_dir, shared, tmp_path):
+    """`MeshConfidence.analyse` + `save` give the same files as `meshconf demo`: the same pictures, meshes and
+    report (to float noise: the CLI loads its own models), but for the timings."""
+    import json
+
+    import cv2
+
+    from meshconf.cli import run_job
+
+    path = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
+    assert run_job("demo", [str(path), "--cropped", "--renderer", "software", "--render-res", "224",
+                            "--data-dir", str(demo_data_dir), "--out", str(tmp_path / "cli")]) == 0
+    [result] = engine.analyse(path, cropped=True)
+    report = engine.save(result, tmp_path / "api", renderer="software", render_res=224)
+    cli_files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
+    api_files = sorted(p.relative_to(tmp_path / "api") for p in (tmp_path / "api").rglob("*") if p.is_file())
+    assert cli_files == api_files and len(cli_files) >= 10
+    for rel in cli_files:
+        if rel.suffix == ".png":  # text in the panel may differ in a last digit
+            one, two = (cv2.imread(str(tmp_path / side / rel)) for side in ("cli", "api"))
+            assert one.shape == two.shape and (one != two).any(axis=2).mean() < 0.002, rel
+        elif rel.suffix == ".glb":
+            np.testing.assert_allclose(*(_glb_positions((tmp_path / side / rel).read_bytes()) for side in ("cli", "api")),
+                                       rtol=0, atol=1e-5)
+
+    on_disk = json.loads((tmp_path / "api" / "report.json").read_text())
+    assert _same_but_timings(on_disk, report)
+    assert _same_but_timings(json.loads((tmp_path / "cli" / "report.json").read_text()), on_disk)
+
+
 def test_device_policy():
     from meshconf.runtime import resolve_device
 

@@ -15,6 +15,7 @@ inputs (images or crops, boxes, batch size). `meshconf demo` is a thin job over 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +115,7 @@ class MeshConfidence:
                  tf32: bool = False, threads: int | None = None, offline: bool = False, compile=False):
         from .bundle import DEMO_PARTS, load_models
 
+        self.estimator = str(estimator)  # as reports state it
         self.models = load_models(DEMO_PARTS, data_dir, checkpoint, estimator, device=device, precision=precision,
                                   tf32=tf32, threads=threads, offline=offline, compile=compile)
 
@@ -130,6 +132,22 @@ class MeshConfidence:
         from .pipeline import analyse_crops
 
         return analyse_crops(self.models, list(crops_rgb), legacy_ed=legacy_ed, batch_size=batch_size)
+
+    def save(self, result: ImageResult, folder, image=None, options=None, name: str | None = None, **choices) -> dict:
+        """Write what `meshconf demo` writes for one analysed image into `folder` (pictures, meshes, report.json,
+        index.html; see `meshconf.engine.outputs`) and return its report. `image`: the BGR array the result came
+        from (read again from `result.name` when that is a path); `options` an `OutputOptions`, or its fields as
+        keywords (render_res=448, renderer="auto", accept_precision=None)."""
+        from ..files.imageio import read_bgr
+        from .outputs import OutputOptions, write_image_result
+
+        if options is None:
+            options = OutputOptions(**{"estimator": self.estimator, **choices})
+        if image is None:
+            if not os.path.isfile(result.name):
+                raise MeshconfError(f"{result.name!r} is not a file: pass the analysed image as save(..., image=)")
+            image = read_bgr(result.name)
+        return write_image_result(os.fspath(folder), image, result, self.models, options, name)
 
     def analyse(self, images, boxes=None, cropped: bool = False, max_people: int | None = None,
                 legacy_ed: bool = False, batch_size: int = 16) -> list[ImageResult]:

@@ -21,18 +21,16 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import time
 from importlib import resources
 
 import numpy as np
 
-from .. import constants as C
 from ..errors import MeshconfError
 from ..engine.options import (add_model_options, check_accept_precision, check_model_options, check_render_res,
     model_choice)
 from ..files.fileio import atomic_path, commit_folder, staging_folder, write_json
-from ..demo.pages import write_demo_page, write_video_page
-from ..files.imageio import expand_inputs, read_bgr, to_bgr_u8, write_image  # noqa: F401 (expand_inputs: its former home)
+from ..demo.pages import write_video_page
+from ..files.imageio import expand_inputs, read_bgr, to_bgr_u8
 
 EXAMPLE = "astronaut.jpg"
 MAX_PIXELS = 20000 * 20000  # larger images are refused (overridable with --max-pixels)
@@ -106,100 +104,17 @@ def check_bbox(bbox, width: int, height: int) -> None:
                             f"X Y W H in pixels of that image")
 
 
-# ---------------------------------------------------------------------------------------------------- inputs
-# ---------------------------------------------------------------------------------------------------- outputs
-# report.json's layout (meshconf/data/report.schema.json); raised when a field changes meaning or type
-REPORT_SCHEMA_VERSION = 2
+def output_options(args):
+    """The demo's output choices, read from `args` once."""
+    from ..engine.outputs import OutputOptions
 
-
-def person_report(analysis, box, parts, label, render_ms, image_wh) -> dict:
-    names = C.J14_NAMES
-    ed_px = analysis.ed * (C.IMG_RES / 2)
-    side = float(box.scale * C.BOX_SCALE_PX)
-    report = {
-        "schema_version": REPORT_SCHEMA_VERSION,
-        "box": {"center_px": [float(v) for v in box.center], "scale": float(box.scale),
-                "side_px": side, "source": box.source},
-        "p_accurate": analysis.p_accurate,
-        "accurate": analysis.accurate,
-        "worst_joint": names[int(np.argmax(analysis.worst_joint_prob))],
-        "worst_joint_prob": dict(zip(names, map(float, analysis.worst_joint_prob))),
-        "ed_px": dict(zip(names, map(float, ed_px))),
-        "ed_definition": "legacy (subset[0], no alignment)" if analysis.legacy else "spine-aligned (training)",
-        "openpose_confidence": dict(zip(names, map(float, analysis.conf))),
-        "missing_joints": [n for n, m in zip(names, analysis.relative.missing) if m],
-        "openpose_person": analysis.relative.person,
-        "openpose_people_in_crop": int(len(analysis.subset)),
-        "part_scores": {"unit": label, "values": {k: float(v) for k, v in parts.items()}},
-        "timings_ms": {**{k: round(v, 2) for k, v in analysis.timings.items()}, "render_ms": round(render_ms, 2)},
-    }
-    if analysis.joint_error is not None:
-        report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * (C.IMG_RES / 2))))
-    if analysis.joint_error_bound is not None:
-        report["joint_error_bound_px"] = dict(zip(names, map(float, analysis.joint_error_bound * (C.IMG_RES / 2))))
-    if analysis.rotmat is not None and not analysis.problem:
-        from .. import geometry
-
-        translation, focal = geometry.full_image_camera(analysis.camera, box.center, side, image_wh)
-        report["smpl"] = {"rotmat": analysis.rotmat.tolist(), "betas": analysis.betas.tolist(),
-                          "frame": "SPIN's camera frame: x right, y down, z forward; rotmat[0] is the global "
-                                   "orientation, rotmat[1:] the 23 body joints (SMPL order)"}
-        report["camera"] = {"weak_perspective": analysis.camera.tolist(),
-                            "crop_translation": [float(v) for v in analysis.cam_t],
-                            "crop_focal_length_px": C.FOCAL_LENGTH, "crop_size_px": C.IMG_RES,
-                            "full_image_translation": translation.tolist(), "full_image_focal_length_px": focal,
-                            "full_image_principal_point_px": [image_wh[0] / 2, image_wh[1] / 2]}
-    if analysis.problem:
-        report["problem"] = analysis.problem
-    return report
-
-
-def _acceptance(report: dict, analysis, models, args) -> None:
-    """With --accept-precision: whether this mesh passes the estimator's operating point for that precision."""
-    if args.accept_precision is None:
-        return
-    passes, threshold = models.estimator.accepts(analysis.p_accurate, args.accept_precision)
-    report["accepted"] = bool(not analysis.problem and passes)
-    report["acceptance"] = {"target_precision": args.accept_precision, "threshold": threshold}
-
-
-def write_person(folder: str, analysis, box, models, args, image_wh=(C.IMG_RES, C.IMG_RES)) -> dict:
-    from ..demo import figures
-    from ..files.meshio import write_glb, write_ply
-
-    os.makedirs(folder, exist_ok=True)
-    write_image(os.path.join(folder, "crop.png"), analysis.crop_rgb[:, :, ::-1])
-    if analysis.problem:
-        report = person_report(analysis, box, {}, "", 0.0, image_wh)
-        _acceptance(report, analysis, models, args)
-        write_json(os.path.join(folder, "report.json"), report)
-        return report
-    start = time.perf_counter()
-    faces = models.smpl.faces
-    mc, per_part, vertex_rgb, parts, label, vmin, vmax = figures.renders(analysis, models.segmentation, faces,
-                                                                         args.render_res, args.renderer)
-    render_ms = (time.perf_counter() - start) * 1e3
-    write_image(os.path.join(folder, "mc.png"), mc[:, :, ::-1])
-    write_image(os.path.join(folder, "parts.png"),
-                figures.with_colorbar(per_part, label, vmin, vmax)[:, :, ::-1])
-    write_image(os.path.join(folder, "panel.png"),
-                figures.keypoint_panel(analysis, mc, per_part, label, vmin, vmax)[:, :, ::-1])
-    # SPIN's camera frame has y down and z forward; glTF and most viewers want y up.
-    upright = analysis.vertices * np.array([1.0, -1.0, -1.0])
-    write_ply(os.path.join(folder, "mesh.ply"), upright, faces, vertex_rgb)
-    write_glb(os.path.join(folder, "mesh.glb"), upright, faces, vertex_rgb)
-    report = person_report(analysis, box, parts, label, render_ms, image_wh)
-    _acceptance(report, analysis, models, args)
-    write_json(os.path.join(folder, "report.json"), report)
-    return report
+    return OutputOptions(render_res=args.render_res, renderer=args.renderer, accept_precision=args.accept_precision,
+                         estimator=args.estimator)
 
 
 def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list[str], engine, args,
                    on_image=None) -> list[dict]:
     """Everything for several images through the `MeshConfidence` engine; writes and returns their reports."""
-    from ..demo import figures
-    from ..demo.render import resolve_backend
-
     if args.accept_precision is not None:  # an estimator without that operating point: one line, nothing written
         engine.models.estimator.threshold_for(args.accept_precision)
     if args.bbox:
@@ -208,26 +123,11 @@ def analyse_images(images_bgr: list[np.ndarray], names: list[str], folders: list
     results = engine.analyse(images_bgr, boxes=[args.bbox] * len(images_bgr) if args.bbox else None,
                              cropped=args.cropped, max_people=args.max_people, legacy_ed=args.legacy_ed,
                              batch_size=args.batch_size)
-    models = engine.models
-    reports = []
-    for image, name, final, result in zip(images_bgr, names, folders, results):
-        folder = staging_folder(final)  # written whole, then swapped in: no stale person folders of a rerun
-        people = [write_person(os.path.join(folder, f"person{k}"), person.analysis, person.box, models, args,
-                               result.image_size) for k, person in enumerate(result.people)]
-        report = {"schema_version": REPORT_SCHEMA_VERSION, "input": name, "image_size": list(result.image_size),
-                  "people": people,
-                  "person_detection_ms": result.person_detection_ms, "models": models.paths,
-                  "estimator": args.estimator, "device": str(models.device), "precision": models.precision,
-                  "tf32": models.tf32, "renderer": resolve_backend(args.renderer)}
-        if not result.people:
-            report["message"] = "no person found"
-        write_image(os.path.join(folder, "overview.png"), figures.overview(image, result.boxes, result.analyses))
-        write_json(os.path.join(folder, "report.json"), report)
-        write_demo_page(folder, report)
-        commit_folder(folder, final)
-        reports.append(report)
+    options, reports = output_options(args), []
+    for image, name, folder, result in zip(images_bgr, names, folders, results):
+        reports.append(engine.save(result, folder, image=image, options=options, name=name))
         if on_image is not None:
-            on_image(name, final, report)
+            on_image(name, folder, reports[-1])
     return reports
 
 
