@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 from meshconf import geometry  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
 from meshconf.dataset.crops import collate  # noqa: E402
-from meshconf.jobs.extract import extract  # noqa: E402
+from meshconf.engine.extraction import extract  # noqa: E402
 from meshconf.models import load_smpl, load_spin  # noqa: E402
 from meshconf.models.resnet import fold_batchnorm  # noqa: E402
 from meshconf.openpose import detect, load_body  # noqa: E402

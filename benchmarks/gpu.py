@@ -37,7 +37,7 @@ from meshconf.engine.bundle import load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
 from meshconf.openpose import decode_batch, decode_full, forward_tensors, preprocess  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
-from meshconf.jobs.extract import extract  # noqa: E402
+from meshconf.engine.extraction import extract  # noqa: E402
 
 PRECISIONS = (("fp32", "float32", False), ("tf32", "float32", True), ("bf16", "bfloat16", False))
 

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from meshconf.engine.bundle import load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
-from meshconf.jobs.extract import extract  # noqa: E402
+from meshconf.engine.extraction import extract  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
 
 

@@ -341,7 +341,7 @@ def main(argv=None) -> int:
 
         # ---------------------------------------------------------------- extraction per image
         from meshconf.dataset import AnnotatedCrops, Annotations
-        from meshconf.jobs.extract import extract
+        from meshconf.engine.extraction import extract
 
         from extract import original_structure
 

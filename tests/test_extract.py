@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from meshconf import constants as C
-from meshconf.jobs import extract as X
+from meshconf.engine import extraction as X
 from meshconf.dataset import AnnotatedCrops, load_annotations
 from meshconf.errors import MeshconfError
 from meshconf.cli import run_job

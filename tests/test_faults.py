@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from meshconf.jobs import extract as X
+from meshconf.engine import extraction as X
 from meshconf.files.chunks import ChunkStore
 from meshconf.cli import main as cli_main
 from meshconf.errors import MeshconfError
@@ -201,7 +201,7 @@ def test_nan_producing_spin_writes_no_arrays(tmp_path, tiny_dataset, tiny_models
 
 
 def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_dataset, tiny_models, monkeypatch):
-    from meshconf.jobs import qualitative
+    from meshconf.sp_op.arrays import find_row
     from meshconf.dataset import AnnotatedCrops
     from meshconf.files import fileio
 
@@ -209,7 +209,7 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
     assert _extract(tmp_path, data, tiny_models, batch_size=5)
     out = tmp_path / "out"
     a = data.annotations
-    found = qualitative.find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
+    found = find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
     assert found.matched_by == "manifest"
     merged = {"ed": np.ones((5, 14)), "se": np.ones((5, 14)), "conf": np.ones((5, 14)),
               "occluded_joint": np.full(5, -1)}
@@ -229,7 +229,7 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
     assert np.load(out / "t_sp_op.npy").tolist() == np.ones((5, 14)).tolist()  # new
     assert json.loads((out / "t_manifest.json").read_text())["complete"] is False  # ... marked as a broken write
     with pytest.raises(MeshconfError, match="being written"):
-        qualitative.find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
+        find_row(str(out), "t", a.imgname[2], a.center[2], 2, len(a))
     from meshconf.classifier import data as D
 
     with pytest.raises(MeshconfError, match="being written"):  # prepare, evaluate and calibrate read through it
@@ -242,7 +242,7 @@ def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_datas
 
 
 def test_manifest_hashes_catch_an_array_from_another_run(tmp_path, tiny_dataset, tiny_models):
-    from meshconf.jobs import qualitative
+    from meshconf.sp_op.arrays import find_row
     from meshconf.dataset import AnnotatedCrops
 
     data = AnnotatedCrops(*tiny_dataset)
@@ -250,7 +250,7 @@ def test_manifest_hashes_catch_an_array_from_another_run(tmp_path, tiny_dataset,
     np.save(tmp_path / "out" / "t_sp_gt.npy", np.zeros((5, 14)))
     a = data.annotations
     with pytest.raises(MeshconfError, match="does not match the SHA-256"):
-        qualitative.find_row(str(tmp_path / "out"), "t", a.imgname[0], a.center[0], 0, len(a))
+        find_row(str(tmp_path / "out"), "t", a.imgname[0], a.center[0], 0, len(a))
 
 
 def test_write_atomic_leaves_nothing_on_a_full_disk(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from meshconf.jobs import qualitative as Q
+from meshconf.sp_op.arrays import find_row
 from meshconf.dataset import Annotations, load_annotations, save_annotations
 from meshconf.cli import run_job
 
@@ -52,13 +52,13 @@ def test_rows_found_by_image_not_position(tmp_path, tiny_dataset, arrays, demo_d
     reversed_path = tmp_path / "reversed.npz"
     save_annotations(reversed_path, Annotations(a.imgname[order], a.center[order], a.scale[order], a.joints2d[order],
                                                 a.spine2d[order], dataset="tiny"))
-    row = Q.find_row(str(arrays), "tiny_test", "a.png", load_annotations(reversed_path).center[0], 0, 5)
+    row = find_row(str(arrays), "tiny_test", "a.png", load_annotations(reversed_path).center[0], 0, 5)
     assert row.row == 4 and row.matched_by == "manifest"
     np.testing.assert_array_equal(row.ed, np.load(arrays / "tiny_test_sp_op.npy")[4])
     # a row the arrays never saw
     from meshconf.errors import MeshconfError
     with pytest.raises(MeshconfError, match="another annotation file"):
-        Q.find_row(str(arrays), "tiny_test", "a.png", (1.0, 2.0), 0, 5)
+        find_row(str(arrays), "tiny_test", "a.png", (1.0, 2.0), 0, 5)
 
 
 def test_arrays_without_manifest(tmp_path, arrays):
@@ -69,10 +69,10 @@ def test_arrays_without_manifest(tmp_path, arrays):
     for suffix in ("sp_op", "sp_gt", "conf"):
         shutil.copy(arrays / f"tiny_test_{suffix}.npy", tmp_path)
     with pytest.raises(MeshconfError, match="--by-position"):
-        Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5)
-    assert Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5, by_position=True).row == 2
+        find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5)
+    assert find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 5, by_position=True).row == 2
     with pytest.raises(MeshconfError, match="cannot be matched by position"):
-        Q.find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 6, by_position=True)
+        find_row(str(tmp_path), "tiny_test", "a.png", (112, 112), 2, 6, by_position=True)
 
 
 def test_accurate_means_the_training_label_everywhere():

@@ -1,6 +1,6 @@
 """ED tables: reading the (N, 14) arrays, labels, the original filters, and seeded, saved splits.
 
-Array layout (one set = three files with a common prefix, e.g. `3dpw_occ_train`):
+Array layout (`meshconf.sp_op.arrays`; one set = three files with a common prefix, e.g. `3dpw_occ_train`):
 `<prefix>_sp_op.npy` ED, `<prefix>_sp_gt.npy` SE (labels only), `<prefix>_conf.npy` OpenPose score per joint,
 all (N, 14) in J14 order and normalised units (1.0 = 112 px).
 """
@@ -17,9 +17,11 @@ import numpy as np
 from .. import constants as C
 from ..errors import MeshconfError
 from ..files.fileio import atomic_path, write_json
+from ..sp_op.arrays import CORE
+from ..sp_op.arrays import SUFFIXES as ARRAY_SUFFIXES
 
-SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy"}
-SIGNALS_SUFFIX = "_signals.npy"  # optional: `meshconf extract --signals`
+SUFFIXES = {key: ARRAY_SUFFIXES[key] for key in CORE}
+SIGNALS_SUFFIX = ARRAY_SUFFIXES["signals"]  # optional: `meshconf extract --signals`
 
 
 @dataclass

@@ -26,7 +26,8 @@ import numpy as np
 from .. import constants as C
 from ..classifier.data import row_is_accurate
 from ..errors import MeshconfError
-from ..files.fileio import verify_manifest, write_json
+from ..files.fileio import write_json
+from ..sp_op.arrays import ArrayRow, find_row
 from ..engine.options import (add_model_options, check_accept_precision, check_model_options, check_render_res,
     model_choice)
 from ..files.imageio import write_image
@@ -54,65 +55,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--render-res", type=int, default=448, help="render size in px (default: %(default)s)")
     add_model_options(parser, 1, "crops per forward pass (one image here)")
     parser.add_argument("--out", default="qualitative", help="output folder (default: %(default)s)")
-
-
-@dataclass
-class ArrayRow:
-    row: int  # row in the arrays
-    ed: np.ndarray  # (14,) normalised units
-    se: np.ndarray  # (14,)
-    conf: np.ndarray  # (14,)
-    matched_by: str  # "manifest" or "position"
-    occluded_joint: int = -1  # occluded arrays (`extract --occlude`): the J14 joint this row's crop had covered
-    occ_size: int = 0
-
-
-def find_row(arrays_dir: str, name: str, imgname: str, center, index: int, rows_expected: int,
-             by_position: bool = False) -> ArrayRow:
-    """The ED/SE/confidence row of one annotation row, looked up by its image name and box centre."""
-    paths = {k: os.path.join(arrays_dir, f"{name}_{k}.npy") for k in ("sp_op", "sp_gt", "conf")}
-    missing = [p for p in paths.values() if not os.path.isfile(p)]
-    if missing:
-        raise MeshconfError(f"{missing[0]} not found; make the arrays with `meshconf extract ... --name {name}`")
-    manifest_path = os.path.join(arrays_dir, f"{name}_manifest.json")
-    manifest = None
-    if os.path.isfile(manifest_path):
-        try:
-            with open(manifest_path) as fh:
-                manifest = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise MeshconfError(f"{manifest_path} is not readable JSON ({exc}); extract the arrays again") from None
-        verify_manifest(manifest, arrays_dir, manifest_path)  # the arrays are the set the manifest describes
-    try:
-        data = {k: np.load(p, allow_pickle=False) for k, p in paths.items()}
-    except (OSError, ValueError, EOFError) as exc:
-        raise MeshconfError(f"cannot read the arrays {name}_*.npy in {arrays_dir} ({exc}); extract them again")\
-            from None
-    if manifest is not None:
-        keys = manifest.get("row_keys")
-        if keys is None:
-            raise MeshconfError(f"{manifest_path} has no row_keys; extract again with this meshconf version")
-        wanted = [str(imgname), round(float(center[0]), 2), round(float(center[1]), 2)]
-        matches = [i for i, k in enumerate(keys) if k == wanted]
-        if not matches:
-            raise MeshconfError(f"{imgname} (box centre {wanted[1]}, {wanted[2]}) is not in {manifest_path}: these "
-                                "arrays were made from another annotation file")
-        row, how = matches[0], "manifest"
-    elif by_position:
-        if len(data["sp_op"]) != rows_expected:
-            raise MeshconfError(f"{paths['sp_op']} has {len(data['sp_op'])} rows, the annotation file "
-                                f"{rows_expected}: they cannot be matched by position")
-        row, how = index, "position"
-    else:
-        raise MeshconfError(f"no {manifest_path}: rows cannot be matched to images. Use arrays from `meshconf "
-                            "extract`, or --by-position if you know they follow the annotation file's order")
-    found = ArrayRow(row, data["sp_op"][row].astype(np.float64), data["sp_gt"][row].astype(np.float64),
-                     data["conf"][row].astype(np.float64), how)
-    occluded_path = os.path.join(arrays_dir, f"{name}_occluded_joint.npy")
-    if manifest is not None and manifest.get("occluded") and os.path.isfile(occluded_path):
-        found.occluded_joint = int(np.load(occluded_path, allow_pickle=False)[row])
-        found.occ_size = int(manifest.get("occ_size", 40))
-    return found
 
 
 @dataclass
