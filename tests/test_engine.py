@@ -242,3 +242,25 @@ def test_every_model_job_accepts_device_cpu(tmp_path, demo_data_dir, tiny_datase
     assert main(["sensitivity", "dataset", "--annotations", str(path), "--images", str(root), "--model", "spin",
                  "--max-images", "1", "--out", str(tmp_path / "sd"), *common]) == 0
     assert json.loads((tmp_path / "sd" / "spin_summary.json").read_text())["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_readme_python_snippets_run_as_written(demo_data_dir, shared, tmp_path, monkeypatch):
+    """Every ```python block of the README, unchanged, in a folder holding `photo.jpg` and SPIN's `data/` layout
+    (recipe weights; MESHCONF_DATA points at it for the blocks that pass no data_dir)."""
+    import pathlib
+    import re
+    import shutil
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 2
+    shutil.copy(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg", tmp_path / "photo.jpg")
+    (tmp_path / "data").symlink_to(demo_data_dir)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MESHCONF_DATA", str(demo_data_dir))
+    monkeypatch.setenv("MESHCONF_OFFLINE", "1")
+    for k, block in enumerate(blocks):
+        namespace = {}
+        exec(compile(block, f"README.md python block {k}", "exec"), namespace)
+    assert (tmp_path / "photo_meshconf" / "report.json").is_file()

@@ -29,13 +29,14 @@ N_FOREST_FEATURES = 3 * C.NUM_J14 + 2
 SORTED_ED = slice(2 * C.NUM_J14, 3 * C.NUM_J14)  # columns of the sorted ED in `forest_features`
 
 
-def forest_features(ed: torch.Tensor, conf: torch.Tensor, signals: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, 44 [+ S]) float32: ED, confidence, sorted ED, number of missing joints, mean ED [, the extracted
-    signals]. Computed in float32, so training (on these values, as float64) and inference compare the very same
-    numbers."""
-    ed, conf = ed.float(), conf.float()
-    extra = [] if signals is None else [signals.float()]
-    return torch.cat([ed, conf, torch.sort(ed, dim=1).values, (conf <= 0).sum(1, keepdim=True).float(),
+def forest_features(ed: torch.Tensor, conf: torch.Tensor, signals: torch.Tensor | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N, 44 [+ S]): ED, confidence, sorted ED, number of missing joints, mean ED [, the extracted signals], the
+    features of every tree model. v2 computes them in float32, so training (on these values, as float64) and
+    inference compare the very same numbers; v1's trees were trained on float64 features."""
+    ed, conf = ed.to(dtype), conf.to(dtype)
+    extra = [] if signals is None else [signals.to(dtype)]
+    return torch.cat([ed, conf, torch.sort(ed, dim=1).values, (conf <= 0).sum(1, keepdim=True).to(dtype),
                       ed.mean(1, keepdim=True)] + extra, dim=1)
 
 

@@ -395,7 +395,7 @@ def _build(kind, tensors: dict, path: str):
 
 
 # default = v2 (meshconf.classifier.v2): trees and network combined and calibrated out of fold, with per-joint
-# bounds and operating points; v1: the former default (frame-level split, no bounds); original: the paper's recipe.
+# bounds and operating points; v1: meshconf's first estimator (frame-level split, no bounds); original: the paper's recipe.
 SHIPPED = {"default": "meshconf_v2.safetensors", "v2": "meshconf_v2.safetensors", "v1": "meshconfstack.safetensors",
            "original": "original.safetensors"}
 
@@ -407,7 +407,7 @@ def shipped_path(name: str) -> str:
 
 
 def load(name: str = "default") -> Estimator:
-    """A shipped estimator ("default" = meshconf's v2, "v1" = the former default, "original" = the paper's recipe)
+    """A shipped estimator ("default" = meshconf's v2, "v1" = meshconf's first estimator, "original" = the paper's recipe)
     or a weights file."""
     if name in SHIPPED:
         path = shipped_path(name)

@@ -20,16 +20,14 @@ from torch import nn
 
 from .. import constants as C
 from .data import EDSet
+from .forest import forest_features
 
-N_TREE_FEATURES = 3 * C.NUM_J14 + 2
 GB_PARAMS = dict(max_iter=200, learning_rate=0.08, max_leaf_nodes=31, l2_regularization=1.0)
 
 
 def tree_features(ed: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
-    """ED, confidence, sorted ED, number of missing joints, mean ED (float64)."""
-    ed, conf = ed.double(), conf.double()
-    return torch.cat([ed, conf, torch.sort(ed, dim=1).values, (conf <= 0).sum(1, keepdim=True).double(),
-                      ed.mean(1, keepdim=True)], dim=1)
+    """v1's tree features: `forest_features` in float64."""
+    return forest_features(ed, conf, dtype=torch.float64)
 
 
 class JointTrees(nn.Module):

@@ -31,29 +31,31 @@ def figure_to_rgb(fig) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(buffer.getvalue(), np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
 
 
-def part_scores(analysis, segmentation) -> tuple[dict[str, float], str, float, float]:
-    """Per-part values to paint, their label and colour range: the estimated error in px when the estimator
+def joint_scores(analysis) -> tuple[np.ndarray, str, float, float]:
+    """The per-joint values to paint, their label and colour range: the estimated error in px when the estimator
     predicts it, else the worst-joint probability."""
     if analysis.joint_error is not None:
-        values = np.asarray(analysis.joint_error) * (C.IMG_RES / 2)
-        parts = render.part_values(values, segmentation)
-        return parts, "estimated joint error (px)", 0.0, max(30.0, float(np.max(values)))
-    parts = render.part_values(analysis.worst_joint_prob, segmentation)
-    return parts, "worst-joint probability", 0.0, max(0.2, float(np.max(analysis.worst_joint_prob)))
+        values = np.asarray(analysis.joint_error) * C.NORM_UNIT_PX
+        return values, "estimated joint error (px)", 0.0, max(30.0, float(np.max(values)))
+    values = np.asarray(analysis.worst_joint_prob)
+    return values, "worst-joint probability", 0.0, max(0.2, float(np.max(values)))
 
 
-def mesh_colours(analysis, segmentation, faces) -> tuple[np.ndarray, np.ndarray, dict, str, float, float]:
-    """(MC render, per-part render, per-part values, label, vmin, vmax); renders are uint8 RGB."""
-    parts, label, vmin, vmax = part_scores(analysis, segmentation)
-    values = np.full(len(analysis.vertices), np.nan)
-    for name, value in parts.items():
-        values[segmentation[name]] = value
-    vertex_rgb = render.colormap(values, vmin, vmax)
-    return vertex_rgb, parts, label, vmin, vmax
+def part_scores(analysis, segmentation) -> tuple[dict[str, float], str, float, float]:
+    """Per-part values (`joint_scores` averaged over each part's joints), their label and colour range."""
+    values, label, vmin, vmax = joint_scores(analysis)
+    return render.part_values(values, segmentation), label, vmin, vmax
+
+
+def mesh_colours(analysis, segmentation) -> tuple[np.ndarray, dict, str, float, float]:
+    """(per-vertex RGB in 0-1, per-part values, label, vmin, vmax)."""
+    values, label, vmin, vmax = joint_scores(analysis)
+    vertex_rgb = render.vertex_colours(values, segmentation, len(analysis.vertices), vmin, vmax)
+    return vertex_rgb, render.part_values(values, segmentation), label, vmin, vmax
 
 
 def renders(analysis, segmentation, faces, res: int, backend: str = "software"):
-    vertex_rgb, parts, label, vmin, vmax = mesh_colours(analysis, segmentation, faces)
+    vertex_rgb, parts, label, vmin, vmax = mesh_colours(analysis, segmentation)
     colour = render.GOOD_RGB if analysis.accurate else render.BAD_RGB
     mc, _ = render.render(analysis.vertices, faces, analysis.cam_t, analysis.crop_rgb, colour=colour, res=res,
                           backend=backend)
@@ -99,11 +101,11 @@ def keypoint_panel(analysis, mc_rgb, per_part_rgb, label, vmin, vmax) -> np.ndar
     shown.set_data(per_part_rgb)
     axes[2].axis("off"), axes[2].set_title("per part", fontsize=10)
     fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04, label=label)
-    ed_px = analysis.ed * (C.IMG_RES / 2)
+    ed_px = analysis.ed * C.NORM_UNIT_PX
     colours = ["grey" if m else "tab:blue" for m in analysis.relative.missing]
     axes[3].barh(range(C.NUM_J14), ed_px, color=colours)
     if analysis.joint_error is not None:
-        axes[3].plot(analysis.joint_error * (C.IMG_RES / 2), range(C.NUM_J14), "o", color="tab:red", ms=4,
+        axes[3].plot(analysis.joint_error * C.NORM_UNIT_PX, range(C.NUM_J14), "o", color="tab:red", ms=4,
                      label="estimated error")
         axes[3].legend(fontsize=7)
     axes[3].set_yticks(range(C.NUM_J14), C.J14_NAMES, fontsize=8)

@@ -17,7 +17,7 @@ from importlib import resources
 from .. import constants as C
 from ..files.fileio import write_atomic
 
-PX = C.IMG_RES / 2
+PX = C.NORM_UNIT_PX
 CSP = ("default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
        "script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 STYLE = """

@@ -329,6 +329,12 @@ def vertex_values(values14, segmentation, n_vertices: int = C.NUM_SMPL_VERTICES)
     return out
 
 
+def vertex_colours(values14, segmentation, n_vertices: int, vmin: float, vmax: float) -> np.ndarray:
+    """(n_vertices, 3) RGB in 0-1: each body part coloured by its joints' mean value (the one rule for painting
+    per-joint numbers on the mesh; vertices of no part are grey)."""
+    return colormap(vertex_values(values14, segmentation, n_vertices), vmin, vmax)
+
+
 def colormap(values: np.ndarray, vmin: float, vmax: float, name: str = "jet") -> np.ndarray:
     """(N,3) RGB in 0-1 from matplotlib's colour map; NaN -> grey."""
     from matplotlib import colormaps

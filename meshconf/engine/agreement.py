@@ -64,7 +64,7 @@ def compare(reference: list, candidate: list, threshold: float = 0.5) -> Precisi
 
     if len(reference) != len(candidate):
         raise ValueError(f"{len(reference)} float32 analyses against {len(candidate)} bfloat16 ones")
-    px = C.IMG_RES / 2  # normalised ED units -> crop px
+    px = C.NORM_UNIT_PX
     shifts, lost, gained, people_changed, person_changed = [], 0, 0, 0, 0
     flipped, worst_changed = 0, 0
     ed_diff, p_diff, bound_diff = [], [0.0], []

@@ -26,7 +26,7 @@ DEMO_PARTS = frozenset({"spin", "smpl", "body", "estimator", "segmentation"})
 
 @dataclass
 class Models:
-    """What a job runs. The first six fields keep the order of the former `pipeline.Models`."""
+    """What a job runs: the loaded parts, their files, the device and precision."""
 
     spin: object = None
     smpl: object = None
@@ -106,9 +106,8 @@ def require_files(parts, data_dir=None, checkpoint=None, offline: bool = False,
 
 def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str = "default", device="auto",
                 precision: str = "float32", tf32: bool = False, fixed_shapes: bool = False, threads: int | None = None,
-                openpose_precision: str | None = None, offline: bool = False, compile=False) -> Models:
-    """Load `parts` (a subset of `PARTS`) for one device and precision. `openpose_precision` overrides the
-    precision for OpenPose alone (the former demo option). `compile`: True compiles both networks with frozen
+                offline: bool = False, compile=False) -> Models:
+    """Load `parts` (a subset of `PARTS`) for one device and precision. `compile`: True compiles both networks with frozen
     weights (`meshconf.accel`), or name the parts ("spin", "body"); the jobs decide with `accel.compiled_parts`."""
     import numpy as np
     import torch
@@ -143,7 +142,7 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
     if "body" in parts:
         from ..openpose import load_body
 
-        models.body = load_body(paths["openpose_body"], device, precision=openpose_precision or precision,
+        models.body = load_body(paths["openpose_body"], device, precision=precision,
                                 compile="body" in compile)
     if "estimator" in parts:
         from ..classifier import load as load_estimator

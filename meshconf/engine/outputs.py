@@ -43,7 +43,7 @@ REPORT_SCHEMA_VERSION = 2
 
 def person_report(analysis, box, parts, label, render_ms, image_wh) -> dict:
     names = C.J14_NAMES
-    ed_px = analysis.ed * (C.IMG_RES / 2)
+    ed_px = analysis.ed * C.NORM_UNIT_PX
     side = float(box.scale * C.BOX_SCALE_PX)
     report = {
         "schema_version": REPORT_SCHEMA_VERSION,
@@ -63,9 +63,9 @@ def person_report(analysis, box, parts, label, render_ms, image_wh) -> dict:
         "timings_ms": {**{k: round(v, 2) for k, v in analysis.timings.items()}, "render_ms": round(render_ms, 2)},
     }
     if analysis.joint_error is not None:
-        report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * (C.IMG_RES / 2))))
+        report["estimated_joint_error_px"] = dict(zip(names, map(float, analysis.joint_error * C.NORM_UNIT_PX)))
     if analysis.joint_error_bound is not None:
-        report["joint_error_bound_px"] = dict(zip(names, map(float, analysis.joint_error_bound * (C.IMG_RES / 2))))
+        report["joint_error_bound_px"] = dict(zip(names, map(float, analysis.joint_error_bound * C.NORM_UNIT_PX)))
     if analysis.rotmat is not None and not analysis.problem:
         translation, focal = geometry.full_image_camera(analysis.camera, box.center, side, image_wh)
         report["smpl"] = {"rotmat": analysis.rotmat.tolist(), "betas": analysis.betas.tolist(),

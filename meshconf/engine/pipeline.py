@@ -1,7 +1,6 @@
 """The confidence pipeline on person crops: SPIN + SMPL, OpenPose on the same crop, ED, the error estimator.
 
-`load_models()` finds every file through `meshconf.assets` (one message naming all missing files), and
-`analyse_crops()` runs a list of 224x224 crops through the models in batches and returns one typed
+`analyse_crops()` takes the models `meshconf.engine.bundle.load_models` loaded and runs a list of 224x224 crops through the models in batches and returns one typed
 `CropAnalysis` per crop. Person boxes for a whole image come from OpenPose (`boxes_from_people`, SPIN's rule).
 """
 
@@ -14,24 +13,12 @@ import numpy as np
 import torch
 
 from .. import constants as C
-from .bundle import DEMO_PARTS, Models, needed_assets  # noqa: F401  (Models: re-exported under its former name)
+from .bundle import Models
 from .. import geometry, sp_op
 from ..errors import MeshconfError
 
-DEMO_ASSETS = tuple(needed_assets(DEMO_PARTS))  # the files the demo needs
 OPENPOSE_BOX_MIN_SCORE = 0.2  # SPIN's bbox_from_openpose: keypoints above this confidence
 OPENPOSE_BOX_RESCALE = 1.2  # ... and the box enlarged by 20%
-
-
-def load_models(data_dir=None, checkpoint=None, estimator: str = "default", device="cpu",
-                openpose_precision: str = "float32") -> Models:
-    """The demo's models (SPIN, SMPL, OpenPose, the estimator, the part segmentation) through the one model layer
-    (`meshconf.engine.bundle.load_models`, which also takes a precision for both networks and the device policy)."""
-    from .bundle import DEMO_PARTS
-    from .bundle import load_models as load_bundle
-
-    return load_bundle(DEMO_PARTS, data_dir, checkpoint, estimator, device=device,
-                       openpose_precision=openpose_precision)
 
 
 @dataclass(frozen=True)
@@ -105,11 +92,15 @@ class CropAnalysis:
     def ed(self) -> np.ndarray:
         return self.ed_legacy if self.legacy else self.relative.ed
 
+    @property
+    def worst_joint(self) -> str:
+        """The J14 joint the estimator finds most likely to be the worst."""
+        return C.J14_NAMES[int(np.argmax(self.worst_joint_prob))]
+
     def __repr__(self) -> str:  # the arrays (a 6890-vertex mesh, the crop) would make it 400,000 characters
         if self.problem:
             return f"CropAnalysis(problem={self.problem!r})"
-        worst = C.J14_NAMES[int(np.argmax(self.worst_joint_prob))]
-        return (f"CropAnalysis(p_accurate={self.p_accurate:.3f}, worst_joint={worst!r}, "
+        return (f"CropAnalysis(p_accurate={self.p_accurate:.3f}, worst_joint={self.worst_joint!r}, "
                 f"ed_px_max={float(np.nanmax(self.ed)) * C.NORM_UNIT_PX:.1f}, people_detected={len(self.subset)})")
 
     def to_dict(self) -> dict:
@@ -119,7 +110,7 @@ class CropAnalysis:
                "joints": list(C.J14_NAMES), "ed_px": [_number(v * px) for v in self.ed],
                "openpose_confidence": [_number(v) for v in self.conf],
                "worst_joint_prob": [float(v) for v in self.worst_joint_prob],
-               "worst_joint": C.J14_NAMES[int(np.argmax(self.worst_joint_prob))],
+               "worst_joint": self.worst_joint,
                "spin_camera_translation": [float(v) for v in self.cam_t]}
         if self.joint_error is not None:
             out["joint_error_px"] = [_number(v * px) for v in self.joint_error]

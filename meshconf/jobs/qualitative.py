@@ -33,7 +33,7 @@ from ..engine.options import (add_model_options, check_accept_precision, check_m
 from ..files.imageio import write_image
 
 DATASETS = ("3dpw", "3doh", "h36m_p1")
-PX = C.IMG_RES / 2  # normalised units -> crop px
+PX = C.NORM_UNIT_PX
 
 
 def add_arguments(parser) -> None:
@@ -68,7 +68,7 @@ class _Estimate:
 def painted(vertices, faces, cam_t, crop_rgb, values14, segmentation, vmin, vmax, res, backend):
     from ..demo import render
 
-    vertex_rgb = render.colormap(render.vertex_values(values14, segmentation, len(vertices)), vmin, vmax)
+    vertex_rgb = render.vertex_colours(values14, segmentation, len(vertices), vmin, vmax)
     return render.render(vertices, faces, cam_t, crop_rgb, vertex_rgb=vertex_rgb, res=res, backend=backend)[0]
 
 

@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="folder written by `meshconf prepare`")
     parser.add_argument("--model", choices=["default", "original", "both", "v1"], default="both",
                         help="which estimator to train: meshconf's v2 (default), the original recipe, both, or the "
-                             "former default v1 (default: %(default)s)")
+                             "v1, meshconf's first estimator (default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=REPRODUCIBLE_THREADS,

@@ -82,11 +82,6 @@ class HMR(ResNet50Backbone):
         return out.rotmat, out.betas, out.camera
 
 
-def expected_shapes() -> dict[str, tuple]:
-    """Key -> shape of SPIN's checkpoint['model'] (derived from the module, which mirrors it)."""
-    return dict(_SHAPES)
-
-
 def to_precision(model: HMR, precision: str) -> HMR:
     """bfloat16 for the ResNet-50 backbone (channels-last, where oneDNN and cuDNN are fastest); the iterative
     regressor stays float32: it is cheap, and its three residual steps would accumulate bfloat16 rounding."""

@@ -74,7 +74,7 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 def fold_batchnorm(model: nn.Module, copy: bool = True) -> nn.Module:
     """A copy of an eval-mode ResNet-50 model with every BatchNorm folded into its convolution, in channels-last
     layout: the memory-bound BatchNorm passes vanish (on this VM they made batch 16 slower per image than batch 1).
-    Outputs equal the original to float rounding. For inference only; its state_dict no longer has BN keys.
+    Outputs equal the original to float rounding. For inference only; its state_dict has no BN keys.
     `copy=False` folds `model` itself (a loader's fresh model: no 100 MB copy)."""
     import copy as copying
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..errors import MeshconfError
+from ..runtime import torch_dtype
 from ..models.checkpoint import check_state_dict, load_checked, read_torch_file, unwrap_state_dict
 
 NUM_PAF = 38
@@ -117,9 +118,6 @@ with torch.device("meta"):  # module key -> shape, without allocating the weight
     _SHAPES = {k: tuple(v.shape) for k, v in BodyPoseModel().state_dict().items()}
 
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}  # = runtime.PRECISIONS, as dtypes
-
-
 def load_body(path, device="cpu", precision: str = "float32", compile: bool = False) -> BodyPoseModel:
     """Load `body_pose_model.pth` (file keys, or module keys as saved from `BodyPoseModel`) in eval mode on `device`.
 
@@ -128,8 +126,7 @@ def load_body(path, device="cpu", precision: str = "float32", compile: bool = Fa
     `compile=True` compiles the network with frozen weights (`meshconf.accel`): same outputs to float rounding,
     faster forwards after a compilation of 10-30 s per input shape.
     """
-    if precision not in PRECISIONS:
-        raise MeshconfError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    dtype = torch_dtype(precision)  # one line for an unknown precision, before the file is read
 
     def read_and_check() -> dict:
         what = "OpenPose body weights"
@@ -147,7 +144,7 @@ def load_body(path, device="cpu", precision: str = "float32", compile: bool = Fa
         model = BodyPoseModel()
     model.load_state_dict(state, strict=True, assign=True)
     model.weights_path = os.fspath(path)
-    model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
+    model = model.to(device=device, dtype=dtype).eval()
     if precision == "bfloat16":  # oneDNN's bfloat16 convolutions are fastest in channels-last layout
         model = model.to(memory_format=torch.channels_last)
     if compile:

@@ -70,7 +70,7 @@ def template_figure(values14, vertices, faces, cam_t, segmentation, label: str, 
     values = np.asarray(values14, dtype=np.float64)
     finite = values[np.isfinite(values)]
     vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    vertex_rgb = render.colormap(render.vertex_values(values, segmentation, len(vertices)), vmin, vmax)
+    vertex_rgb = render.vertex_colours(values, segmentation, len(vertices), vmin, vmax)
     image, _ = render.render(vertices, faces, cam_t, np.zeros((res, res, 3), np.uint8), vertex_rgb=vertex_rgb)
     return with_colorbar(image, label, vmin, vmax, title)
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import constants as C
 
-_HALF = np.float32(C.IMG_RES / 2)  # 112.0
+_HALF = np.float32(C.NORM_UNIT_PX)  # 112.0
 
 
 def normalize(points_px) -> np.ndarray:

@@ -39,7 +39,7 @@ def flip_disagreement(j14_px: np.ndarray, j14_flipped_px: np.ndarray, width: flo
     (x -> width - 1 - x, left and right swapped)."""
     back = np.asarray(j14_flipped_px, np.float64)[list(J14_FLIP)].copy()
     back[:, 0] = width - 1 - back[:, 0]
-    return np.linalg.norm(np.asarray(j14_px, np.float64) - back, axis=1) / (C.IMG_RES / 2)
+    return np.linalg.norm(np.asarray(j14_px, np.float64) - back, axis=1) / C.NORM_UNIT_PX
 
 
 def second_peak_ratio(all_peaks: np.ndarray, person_row) -> np.ndarray:
@@ -117,7 +117,7 @@ def crop_signals(steps: np.ndarray, j14_px: np.ndarray, j14_flipped_px: np.ndarr
     nobody); the aligned points are `RelativeED`'s (offsets of missing keypoints are 0)."""
     people = np.asarray(decoded.subset, np.float64).reshape(-1, C.OP_SUBSET_WIDTH)
     row = people[person] if person >= 0 else None
-    offsets = (np.asarray(spin_aligned_px, np.float64) - np.asarray(op_aligned_px, np.float64)) / (C.IMG_RES / 2)
+    offsets = (np.asarray(spin_aligned_px, np.float64) - np.asarray(op_aligned_px, np.float64)) / C.NORM_UNIT_PX
     offsets[np.asarray(conf) <= 0] = 0.0  # a missing keypoint has no offset; the confidence (0) says so
     out = np.concatenate([np.asarray(steps, np.float64).reshape(-1), flip_disagreement(j14_px, j14_flipped_px),
                           second_peak_ratio(decoded.all_peaks, row), paf_scores(decoded.connection_all, row),
