@@ -31,6 +31,12 @@ def bound_report(bound: np.ndarray, se: np.ndarray, px: float = 112.0) -> dict:
             "bound_px_mean": float(np.mean(bound) * px), "bound_px_median": float(np.median(bound) * px)}
 
 
+def accepted(p_accurate, threshold: float):
+    """The acceptance rule at an operating point (scalars or arrays): P(accurate) >= threshold; NaN never passes."""
+    p = np.asarray(p_accurate, dtype=np.float64)
+    return np.isfinite(p) & (p >= threshold)
+
+
 def operating_points(p: np.ndarray, label: np.ndarray, precisions=(0.8, 0.85, 0.9, 0.95)) -> list:
     """For each target precision of accepted meshes (accepted: P(accurate) >= threshold), the lowest threshold
     reaching it on these rows, as [precision, threshold] pairs; targets no threshold reaches are left out."""
@@ -51,10 +57,10 @@ def acceptance_report(p: np.ndarray, label: np.ndarray, points) -> list[dict]:
     """Precision and acceptance each operating point reaches on a set."""
     rows = []
     for target, threshold in points:
-        accepted = p >= threshold
+        passed = accepted(p, threshold)
         rows.append({"target_precision": target, "threshold": threshold,
-                     "precision": float(label[accepted].mean()) if accepted.any() else None,
-                     "acceptance": float(accepted.mean())})
+                     "precision": float(label[passed].mean()) if passed.any() else None,
+                     "acceptance": float(passed.mean())})
     return rows
 
 

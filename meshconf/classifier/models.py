@@ -160,7 +160,9 @@ class Estimator:
     def accepts(self, p_accurate: float, precision: float) -> tuple[bool, float]:
         """(whether a mesh with this P(accurate) passes the operating point for `precision`, its threshold)."""
         threshold = self.threshold_for(precision)
-        return bool(np.isfinite(p_accurate) and p_accurate >= threshold), threshold
+        from .calibration import accepted
+
+        return bool(accepted(p_accurate, threshold)), threshold
 
     def calibrate(self, ed, conf, se, coverage: float = 0.9, precisions=(0.8, 0.85, 0.9, 0.95),
                   eps: float = BOUND_EPS) -> dict:

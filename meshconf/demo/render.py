@@ -220,7 +220,9 @@ def _exact_silhouette(face_id: np.ndarray, tri: np.ndarray, faces: np.ndarray, t
 
 
 def render_colours(vertex_rgb) -> np.ndarray:
-    rgb = np.clip(np.asarray(vertex_rgb, dtype=np.float64) * 255, 0, 255).round().astype(np.uint8)
+    from ..files.meshio import rgb_bytes
+
+    rgb = rgb_bytes(vertex_rgb)
     return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], 1)
 
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .. import constants as C
+from ..classifier.calibration import accepted
 
 SHIFT_PX = 1.0  # a keypoint "agrees" when it moved by at most this much
 
@@ -84,7 +85,7 @@ def compare(reference: list, candidate: list, threshold: float = 0.5) -> Precisi
             gained += int((pb[ib].keypoints[:, 3] > 0).sum())
         ed_diff.append(np.abs(np.asarray(b.ed, np.float64) - np.asarray(a.ed, np.float64)) * px)
         p_diff.append(abs(b.p_accurate - a.p_accurate))
-        flipped += (a.p_accurate >= threshold) != (b.p_accurate >= threshold)
+        flipped += bool(accepted(a.p_accurate, threshold) != accepted(b.p_accurate, threshold))
         worst_changed += int(np.argmax(a.worst_joint_prob)) != int(np.argmax(b.worst_joint_prob))
         if a.joint_error_bound is not None and b.joint_error_bound is not None:
             bound_diff.append(float(np.abs(b.joint_error_bound - a.joint_error_bound).max()) * px)

@@ -153,11 +153,8 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
 
         models.segmentation = load_segmentation(paths["part_segmentation"])
     if "regressor_h36m" in parts:
-        from ..errors import MeshconfError
+        from ..models.smpl import load_regressor
 
-        try:
-            regressor = np.load(paths["J_regressor_h36m"], allow_pickle=False)
-        except (OSError, ValueError, EOFError) as exc:
-            raise MeshconfError(f"{paths['J_regressor_h36m']} is not a readable .npy ({exc})") from None
+        regressor = load_regressor(paths["J_regressor_h36m"], "J_regressor_h36m")
         models.regressor_h36m = torch.from_numpy(regressor).float().to(device)
     return models

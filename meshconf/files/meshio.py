@@ -10,7 +10,8 @@ import numpy as np
 from .imageio import write_atomic
 
 
-def _rgb8(vertex_rgb: np.ndarray) -> np.ndarray:
+def rgb_bytes(vertex_rgb: np.ndarray) -> np.ndarray:
+    """RGB in 0-1 -> uint8, rounded (the one conversion the renders and the mesh files share)."""
     return np.clip(np.asarray(vertex_rgb, dtype=np.float64) * 255, 0, 255).round().astype(np.uint8)
 
 
@@ -23,7 +24,7 @@ def ply_bytes(vertices: np.ndarray, faces: np.ndarray, vertex_rgb: np.ndarray) -
               f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n").encode()
     vdtype = np.dtype([("p", "<f4", 3), ("c", "u1", 3)])
     vrec = np.empty(len(vertices), vdtype)
-    vrec["p"], vrec["c"] = vertices, _rgb8(vertex_rgb)
+    vrec["p"], vrec["c"] = vertices, rgb_bytes(vertex_rgb)
     fdtype = np.dtype([("n", "u1"), ("i", "<i4", 3)])
     frec = np.empty(len(faces), fdtype)
     frec["n"], frec["i"] = 3, faces

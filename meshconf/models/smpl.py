@@ -44,7 +44,8 @@ def resolve_smpl_path(model, gender: str = "neutral") -> str:
                         f"download the SMPL model and place it there (see `meshconf doctor`)")
 
 
-def _load_regressor(regressor, what: str) -> np.ndarray:
+def load_regressor(regressor, what: str) -> np.ndarray:
+    """A (J, 6890) joint regressor from a .npy path or an array, checked; one line when it is not one."""
     if isinstance(regressor, (str, os.PathLike)):
         path = os.fspath(regressor)
         if not os.path.isfile(path):
@@ -102,5 +103,5 @@ def load_smpl(model, joint_regressor_extra, gender: str = "neutral", device="cpu
     """SPIN's SMPL layer from an SMPL `.pkl`/`.npz` (or a folder of them) and `J_regressor_extra.npy`."""
     path = resolve_smpl_path(model, gender)
     data = read_smpl_file(path)
-    regressor = _load_regressor(joint_regressor_extra, "J_regressor_extra")
+    regressor = load_regressor(joint_regressor_extra, "J_regressor_extra")
     return SPINSMPL(data, regressor, gender=gender.lower(), source=path).to(device).eval()
