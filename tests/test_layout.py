@@ -164,3 +164,18 @@ def test_every_job_runs_as_python_dash_m_meshconf():
         done = subprocess.run([sys.executable, "-m", "meshconf", job, "--help"], capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0 and f"usage: meshconf {job}" in done.stdout, (job, done.stderr[-500:])
+
+
+def test_libraries_take_typed_options_not_argparse():
+    """Only jobs (and the options module that declares the shared flags) see argparse's Namespace; libraries take
+    typed options or plain arguments."""
+    allowed = {"meshconf.cli", "meshconf.engine.options"}
+    bad = []
+    for name, path in MODULES.items():
+        if name in JOB_MODULES or name in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if any(a.arg == "args" for a in node.args.args + node.args.kwonlyargs):
+                    bad.append(f"{name}.{node.name}")
+    assert not bad, f"library functions taking `args`: {bad}"

@@ -3,6 +3,8 @@ declared once so that they read, default and check the same everywhere."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..accel import COMPILE_MIN_ITEMS, COMPILE_POLICIES, compiled_parts
 from ..errors import MeshconfError
 from ..runtime import PRECISIONS
@@ -61,9 +63,35 @@ def check_accept_precision(value: float | None) -> None:
         raise MeshconfError(f"--accept-precision must be between 0 and 1, got {value}")
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """What `add_model_options` declares, typed: which model files, on which device, in which precision."""
+    data_dir: str | None = None
+    checkpoint: str | None = None
+    device: str = "auto"
+    precision: str = "float32"
+    tf32: bool = False
+    threads: int | None = None
+    compile: str = "auto"
+    offline: bool = False
+    batch_size: int = 16
+    progress: bool = True
+
+    @classmethod
+    def from_args(cls, args) -> "ModelOptions":
+        return cls(data_dir=args.data_dir, checkpoint=args.checkpoint, device=args.device,
+                   precision=getattr(args, "precision", "float32"), tf32=args.tf32, threads=args.threads,
+                   compile=getattr(args, "compile", "auto"), offline=args.offline, batch_size=args.batch_size,
+                   progress=not args.no_progress)
+
+    def choice(self, items: int | None = None) -> dict:
+        """The keyword arguments of `bundle.load_models` / `MeshConfidence`; `items` is how many crops the job
+        will run through the networks (for `--compile auto`)."""
+        return {"data_dir": self.data_dir, "checkpoint": self.checkpoint, "device": self.device,
+                "precision": self.precision, "tf32": self.tf32, "threads": self.threads, "offline": self.offline,
+                "compile": compiled_parts(self.compile, items, self.precision)}
+
+
 def model_choice(args, items: int | None = None) -> dict:
-    """The keyword arguments of `bundle.load_models` / `MeshConfidence` that these options set; `items` is how
-    many crops the job will run through the networks (for `--compile auto`)."""
-    return {"data_dir": args.data_dir, "checkpoint": args.checkpoint, "device": args.device,
-            "precision": getattr(args, "precision", "float32"), "tf32": args.tf32, "threads": args.threads, "offline": args.offline,
-            "compile": compiled_parts(getattr(args, "compile", "auto"), items, getattr(args, "precision", "float32"))}
+    """`ModelOptions.from_args(args).choice(items)`."""
+    return ModelOptions.from_args(args).choice(items)

@@ -22,7 +22,7 @@ from .. import geometry
 from ..engine.bundle import require_files
 from ..sensitivity.common import add_common, load, parts, save_npz
 from ..errors import MeshconfError
-from ..engine.options import check_model_options
+from ..engine.options import ModelOptions, check_model_options
 from ..runtime import synchronize
 from ..files.imageio import read_bgr, write_image
 
@@ -57,8 +57,13 @@ def run(args) -> int:
     if args.occ_size < 1:
         raise MeshconfError(f"--occ-size must be at least 1, got {args.occ_size}")
     if args.mode == "dataset":
-        from ..sensitivity.runner import run_dataset
-        return run_dataset(args)
+        from ..dataset.occlusion import parse_fill
+        from ..sensitivity.runner import DatasetOptions, run_dataset
+
+        return run_dataset(DatasetOptions(
+            annotations=args.annotations, images=args.images, out=args.out, model=args.model, every=args.every,
+            max_images=args.max_images, occ_size=args.occ_size, fill=parse_fill(args.fill, args.pixel_normalised),
+            workers=args.workers, models=ModelOptions.from_args(args)))
     return run_image(args)
 
 
@@ -96,7 +101,7 @@ def run_image(args) -> int:
         raise MeshconfError("give an IMAGE, or --annotations and --images (with --img-number) for a dataset row")
     todo = ("spin", "openpose") if args.model == "both" else (args.model,)
     require_files(parts(todo), args.data_dir, args.checkpoint, args.offline)  # missing files fetched or named first
-    models = load(todo, args, items=len(grid.windows))
+    models = load(todo, ModelOptions.from_args(args), items=len(grid.windows))
     os.makedirs(args.out, exist_ok=True)
     write_image(os.path.join(args.out, "crop.png"), crop[:, :, ::-1])
     for model in todo:

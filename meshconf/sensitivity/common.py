@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from ..files.fileio import json_bytes, write_atomic
-from ..engine.options import add_model_options, model_choice
+from ..engine.options import ModelOptions, add_model_options
 
 
 def add_common(p, batch_help: str, batch_default: int) -> None:
@@ -29,12 +29,12 @@ def parts(todo) -> set[str]:
     return set().union(*(PARTS[m] for m in todo))
 
 
-def load(todo, args, fixed_shapes: bool = False, items: int | None = None):
+def load(todo, options: ModelOptions, fixed_shapes: bool = False, items: int | None = None):
     """The networks for `todo` through the one model layer (folded SPIN, the device and precision options);
     `items`: occluded crops each network will run (for `--compile auto`)."""
     from ..engine.bundle import load_models
 
-    return load_models(parts(todo), fixed_shapes=fixed_shapes, **model_choice(args, items))
+    return load_models(parts(todo), fixed_shapes=fixed_shapes, **options.choice(items))
 
 
 def save_npz(path, arrays: dict, info: dict) -> None:

@@ -1,6 +1,6 @@
-"""`meshconf sensitivity dataset`: each of the 14 ground-truth joints occluded in turn over an annotated dataset,
-all 15 variants of an image in one batch (see `meshconf.sensitivity.dataset` for the analysis itself; this module
-loads the models, runs the resumable, shardable pass and writes the table, figures and arrays)."""
+"""Each of the 14 ground-truth joints occluded in turn over an annotated dataset (`meshconf sensitivity dataset`),
+all 15 variants of an image in one batch: `run_dataset(DatasetOptions(...))` loads the models, runs the resumable,
+shardable pass and writes the table, figures and arrays (`meshconf.sensitivity.dataset` is the analysis itself)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import io
 import os
 import sys
 import time
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -20,10 +22,26 @@ from ..files.imageio import write_image
 from . import dataset as ds
 from . import figures
 from ..dataset.groundtruth import GroundTruth3D
+from ..engine.options import ModelOptions
 from .common import load, parts, save_npz
 
 
-def _model_files(model: str, args, models) -> dict[str, str]:
+@dataclass(frozen=True)
+class DatasetOptions:
+    """One dataset sensitivity run: the data, the analysis and the models."""
+    annotations: str
+    images: str
+    out: str = "sensitivity_dataset"
+    model: str = "both"  # spin, openpose or both
+    every: int = 1
+    max_images: int | None = None
+    occ_size: int = 40
+    fill: tuple = (123.675, 116.28, 103.53)  # RGB 0-255, ImageNet's mean (`dataset.occlusion.parse_fill`)
+    workers: int = 0
+    models: ModelOptions = ModelOptions(batch_size=4)
+
+
+def _model_files(model: str, options: DatasetOptions, models) -> dict[str, str]:
     """Every file whose contents decide this model's numbers (the gendered SMPL models too, when present: they
     make the 3D ground truth)."""
     paths = models.paths
@@ -32,13 +50,13 @@ def _model_files(model: str, args, models) -> dict[str, str]:
     files = {"spin": paths["spin_checkpoint"], "smpl": paths["smpl_neutral"],
              "J_regressor_extra": paths["J_regressor_extra"], "J_regressor_h36m": paths["J_regressor_h36m"]}
     for gender in ("male", "female"):
-        found = assets.locate(f"smpl_{gender}", args.data_dir)
+        found = assets.locate(f"smpl_{gender}", options.models.data_dir)
         if found:
             files[f"smpl_{gender}"] = found
     return files
 
 
-def _processor(model: str, args, data, models, fill):
+def _processor(model: str, options: DatasetOptions, data, models):
     """(process(batch) -> chunk arrays, reference, unit, array keys) for one model."""
     # On a GPU a whole step (batch-size images x 15 variants) is one forward; on a CPU 8 crops per forward were
     # measured fastest (larger batches spill the caches).
@@ -47,7 +65,7 @@ def _processor(model: str, args, data, models, fill):
         truth = GroundTruth3D(data.annotations, models)
 
         def process(batch):
-            v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
+            v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], options.occ_size, options.fill)
             errors = ds.spin_variant_errors(models.spin, models.smpl, models.regressor_h36m, v,
                                             truth(batch["index"]), batch_size=forward or v.shape[0] * v.shape[1])
             return {"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"], "occluded": occ}
@@ -55,7 +73,7 @@ def _processor(model: str, args, data, models, fill):
         return process, truth.description, "mm", ("errors", "pa", "occluded")
 
     def process(batch):
-        v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], args.occ_size, fill)
+        v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], options.occ_size, options.fill)
         return {"index": batch["index"],
                 "errors": ds.openpose_variant_errors(models.body, v, batch["joints2d"],
                                                      batch_size=forward or v.shape[0] * v.shape[1])["px"],
@@ -71,62 +89,62 @@ def _skipping(process):
     return lambda batch: skip_rows(process(batch), batch)
 
 
-def _write_outputs(args, model: str, merged: dict, info: dict) -> list:
+def _write_outputs(options: DatasetOptions, model: str, merged: dict, info: dict) -> list:
     """The arrays, the table (csv + json), the bar chart and matrix, and the template body; returns the summary."""
     summary = ds.summarise(merged["errors"], merged["occluded"])
     matrix = ds.occlusion_matrix(merged["errors"], merged["occluded"])
-    save_npz(os.path.join(args.out, f"{model}_errors.npz"), merged, info)
+    save_npz(os.path.join(options.out, f"{model}_errors.npz"), merged, info)
     table = ds.table(summary)
-    write_json(os.path.join(args.out, f"{model}_summary.json"),
+    write_json(os.path.join(options.out, f"{model}_summary.json"),
                {**info, "per_occluded_joint": table, "matrix": matrix.tolist()})
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()} for row in table)
-    write_atomic(os.path.join(args.out, f"{model}_summary.csv"), text.getvalue().encode())
-    write_image(os.path.join(args.out, f"{model}_summary.png"),
+    write_atomic(os.path.join(options.out, f"{model}_summary.csv"), text.getvalue().encode())
+    write_image(os.path.join(options.out, f"{model}_summary.png"),
                 figures.summary_figure(summary, matrix, model, info["unit"], info["reference"])[:, :, ::-1])
-    _template(args, model, summary, info["unit"])
+    _template(options, model, summary, info["unit"])
     return summary
 
 
-def run_dataset(args) -> int:
+def run_dataset(options: DatasetOptions) -> int:
     from ..engine.bundle import require_files
     from ..files.chunks import ChunkStore, collect, distributed, finish, run_chunked, shard
     from ..dataset import AnnotatedCrops
     from ..dataset.crops import collate
-    from ..dataset.occlusion import parse_fill
 
-    if args.every < 1 or (args.max_images is not None and args.max_images < 1) or args.batch_size < 1:
+    if options.every < 1 or (options.max_images is not None and options.max_images < 1) or \
+            options.models.batch_size < 1:
         raise MeshconfError("--every, --max-images and --batch-size must be positive")
-    fill = parse_fill(args.fill, args.pixel_normalised)
-    data = AnnotatedCrops(args.annotations, args.images)
-    rows = list(range(0, len(data), args.every))[:args.max_images]
+    fill, m = options.fill, options.models
+    data = AnnotatedCrops(options.annotations, options.images)
+    rows = list(range(0, len(data), options.every))[:options.max_images]
     if not rows:
-        raise MeshconfError(f"{args.annotations} has no rows")
-    todo = ("spin", "openpose") if args.model == "both" else (args.model,)
-    require_files(parts(todo), args.data_dir, args.checkpoint, args.offline)  # missing files fetched or named first
-    os.makedirs(args.out, exist_ok=True)
+        raise MeshconfError(f"{options.annotations} has no rows")
+    todo = ("spin", "openpose") if options.model == "both" else (options.model,)
+    require_files(parts(todo), m.data_dir, m.checkpoint, m.offline)  # missing files fetched or named first
+    os.makedirs(options.out, exist_ok=True)
     rank, world = distributed()  # under torchrun each process takes every world-th row; rank 0 writes the results
-    models = load(todo, args, fixed_shapes=True, items=len(rows) * ds.VARIANTS)  # device "auto": this rank's own GPU
+    models = load(todo, m, fixed_shapes=True, items=len(rows) * ds.VARIANTS)  # device "auto": this rank's own GPU
     mine = shard(len(data), rank, world, rows)
     if rank == 0:
         first = data[rows[0]]
-        variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], args.occ_size, fill)
-        write_image(os.path.join(args.out, "examples.png"),
+        variants, occluded = ds.joint_variants(first["crop"][None], first["joints2d"][None], options.occ_size, fill)
+        write_image(os.path.join(options.out, "examples.png"),
                     figures.examples_figure(variants[0], occluded[0])[:, :, ::-1])
     # Results depend on the row and these only, so a later run may add rows (--every, --max-images) to the same folder.
-    settings = {"annotations": data.annotations.fingerprint(), "occ_size": args.occ_size, "fill_rgb": list(fill)}
+    settings = {"annotations": data.annotations.fingerprint(), "occ_size": options.occ_size, "fill_rgb": list(fill)}
     for model in todo:
-        store = ChunkStore(os.path.join(args.out, f".{model}_chunks"))
+        store = ChunkStore(os.path.join(options.out, f".{model}_chunks"))
         with store.lock(rank):
-            process, reference, unit, keys = _processor(model, args, data, models, fill)
+            process, reference, unit, keys = _processor(model, options, data, models)
             process, keys = _skipping(process), (*keys, "skipped")
             store.bind({**settings, "model": model, "reference": reference,
-                        "models": models.settings(_model_files(model, args, models))})
+                        "models": models.settings(_model_files(model, options, models))})
             start = time.perf_counter()
-            finished = run_chunked(data, store, process, args.batch_size, f"{model} sensitivity", collate,
-                                   rows=mine, progress=rank == 0 and not args.no_progress, workers=args.workers)
+            finished = run_chunked(data, store, process, m.batch_size, f"{model} sensitivity", collate,
+                                   rows=mine, progress=rank == 0 and m.progress, workers=options.workers)
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
                 raise MeshconfError("the analysis stopped before every row was done; run the same command to "
@@ -140,41 +158,41 @@ def run_dataset(args) -> int:
             seconds = time.perf_counter() - start
             info = {"model": model, "unit": unit, "reference": reference, "images": len(rows),
                     "device": str(models.device), "precision": models.precision, "tf32": models.tf32,
-                    "annotations": os.path.abspath(args.annotations), "dataset": data.annotations.dataset,
-                    "occ_size": args.occ_size, "fill_rgb": list(fill), "every": args.every,
+                    "annotations": os.path.abspath(options.annotations), "dataset": data.annotations.dataset,
+                    "occ_size": options.occ_size, "fill_rgb": list(fill), "every": options.every,
                     "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
                     "seconds_this_run": round(seconds, 1)}
-            summary = _write_outputs(args, model, merged, info)
+            summary = _write_outputs(options, model, merged, info)
         worst = max(summary, key=lambda r: r.increase if np.isfinite(r.increase) else -np.inf)
         print(f"{model}: {len(rows)} images x 15 variants ({seconds:.1f} s this run); largest increase when "
               f"{worst.joint} is occluded: {worst.unoccluded:.1f} -> {worst.mean_error:.1f} {unit} -> "
-              f"{args.out}/{model}_summary.*")
+              f"{options.out}/{model}_summary.*")
     if rank == 0:
         from ..demo.pages import gallery
 
-        gallery(args.out, "meshconf sensitivity: each joint occluded over a dataset",
+        gallery(options.out, "meshconf sensitivity: each joint occluded over a dataset",
                 [("examples.png", "where the occluders land on the first image")] +
                 [(f"{m}_{kind}.png", f"{m}: {label}") for m in todo for kind, label in
                  (("summary", "error increase per occluded joint, and the occluded x measured matrix"),
                   ("template", "the template body painted by the mean error"))],
-                note=f"{args.annotations}: {len(rows)} images")
+                note=f"{options.annotations}: {len(rows)} images")
     finish(world)
     return 0
 
 
-def _template(args, model, summary, unit) -> None:
+def _template(options: DatasetOptions, model, summary, unit) -> None:
     import torch
 
     from ..engine.bundle import load_models
     from ..demo.render import fit_translation
 
     needed = ("smpl_neutral", "J_regressor_extra", "part_segmentation")
-    found = {name: assets.locate(name, args.data_dir) for name in needed}
+    found = {name: assets.locate(name, options.models.data_dir) for name in needed}
     if not all(found.values()):
         lacking = ", ".join(n for n, p in found.items() if not p)
         print(f"note: {lacking} not in the data folder (see meshconf doctor); {model}_template.png skipped")
         return
-    figure_models = load_models({"smpl", "segmentation"}, args.data_dir, device="cpu")  # drawn on the CPU
+    figure_models = load_models({"smpl", "segmentation"}, options.models.data_dir, device="cpu")  # drawn on the CPU
     smpl = figure_models.smpl
     rotmat, betas = ds.template_pose()
     with torch.inference_mode():
@@ -184,4 +202,4 @@ def _template(args, model, summary, unit) -> None:
     image = figures.template_figure(values, vertices, smpl.faces, cam_t, figure_models.segmentation,
                                     f"mean error when the part's joint is occluded ({unit})",
                                     f"{model}: occlusion sensitivity per body part")
-    write_image(os.path.join(args.out, f"{model}_template.png"), image[:, :, ::-1])
+    write_image(os.path.join(options.out, f"{model}_template.png"), image[:, :, ::-1])
