@@ -37,6 +37,22 @@ JOBS = {
 }
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system refusal, naming the path and what to do."""
+    import errno
+
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "a file"
+    advice = {errno.EEXIST: "a file of that name is in the way; give another path",
+              errno.ENOTDIR: "part of the path is a file, not a folder; give another path",
+              errno.EISDIR: "a folder is in the way where a file should go; give another path",
+              errno.ENOENT: "a folder on the way does not exist or cannot be created there",
+              errno.EACCES: "no permission; give a path you can write",
+              errno.EPERM: "not permitted; give a path you can write",
+              errno.EROFS: "read-only file system; give a path you can write",
+              errno.ENOSPC: "the disk is full; free space and run the same command again (finished work is kept)"}
+    return f"{where}: {exc.strerror or exc} ({advice.get(exc.errno, 'check the path and the disk')})"
+
+
 def _call(job: str, module, args) -> int:
     from .runtime import keep_freed_memory
 
@@ -47,6 +63,9 @@ def _call(job: str, module, args) -> int:
         for line in str(exc).splitlines() or [""]:
             print(f"meshconf {job}: error: {line}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # a path that is a file, not a folder, not writable, a full disk: the path and the cause
+        print(f"meshconf {job}: error: {_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"meshconf {job}: interrupted (finished work was kept; run again to resume)", file=sys.stderr)
         return 130

@@ -888,3 +888,103 @@ def test_staging_leftovers_of_a_killed_run_are_cleaned_on_the_next(tmp_path):
     left = sorted(os.listdir(tmp_path))
     assert left == sorted([live.name, keep.name, os.path.basename(staging)])
     assert clean_leftovers(str(tmp_path)) == []
+
+
+def _set(folder, name, ed, rows=None):
+    """One array set `name` in `folder` with the given ED array (SE and confidence alike)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key in ("sp_op", "sp_gt", "conf"):
+        np.save(folder / f"{name}_{key}.npy", ed if rows is None else rows)
+
+
+def _arrays(tmp_path, kind):
+    good = np.abs(np.random.default_rng(0).normal(size=(300, 14))) * 0.1
+    folder = tmp_path / kind
+    if kind == "empty":
+        _set(folder, "x_test", np.zeros((0, 14)))
+    elif kind == "zerod":
+        _set(folder, "x_test", np.array(1.0))
+    elif kind == "allnan":
+        _set(folder, "x_test", np.full((50, 14), np.nan))
+    elif kind == "good":
+        for name in ("3dpw_train", "3dpw_occ_train"):
+            _set(folder, name, good)
+    return folder
+
+
+def _prepared(tmp_path, change):
+    from meshconf.cli import run_job
+
+    data = _arrays(tmp_path, "good")
+    assert run_job("prepare", ["--data", str(data), "--out", str(tmp_path / "prep")]) == 0
+    path = tmp_path / "prep" / "train.npz"
+    arrays = dict(np.load(path))
+    if change == "missing key":
+        del arrays["ed"]
+    else:
+        arrays["ed"][:3] = np.nan
+    np.savez(path, **arrays)
+    return tmp_path / "prep"
+
+
+# (case, job and its arguments given tmp_path, the one line it must end with)
+INPUT_FAULTS = [
+    ("evaluate on empty arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "empty"))], "has shape (0, 14)"),
+    ("evaluate on 0-d arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "zerod"))], "has shape ()"),
+    ("evaluate on all-NaN arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "allnan")), "--drop-nonfinite"],
+     "every row holds NaN"),
+    ("prepare --out naming a file", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out",
+                                               str(_file(t))], "File exists"),
+    ("prepare --out under a file", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out",
+                                              str(_file(t) / "sub")], "Not a directory"),
+    ("prepare --out in /proc", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out", "/proc/meshconf"],
+     "/proc/meshconf"),
+    ("train on a prepared folder missing a key", lambda t: ["train", "--prepared", str(_prepared(t, "missing key")),
+                                                            "--out", str(t / "tr"), "--model", "v1"], "lacks ed"),
+    ("train on NaN rows", lambda t: ["train", "--prepared", str(_prepared(t, "nan")), "--out", str(t / "tr"),
+                                     "--model", "v1"], "holds NaN"),
+    ("fetch --mirror with a malformed URL", lambda t: ["fetch", "--mirror", "ht!tp://[bad", "--data-dir",
+                                                       str(t / "d")], "unknown url type"),
+]
+
+
+def _file(tmp_path):
+    path = tmp_path / "afile"
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize("case, argv, message", INPUT_FAULTS, ids=[c[0] for c in INPUT_FAULTS])
+def test_bad_inputs_end_in_one_line_and_exit_2(tmp_path, capsys, case, argv, message):
+    from meshconf.cli import run_job
+
+    args = argv(tmp_path)
+    code = run_job(args[0], args[1:])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if ": error: " in line]
+    assert code == 2 and len(errors) == 1 and message in errors[0], (case, err[-2000:])
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, message", [("[" * 100000 + "]" * 100000, "nested too deeply"),
+                                           ('{"head": "x"}', "lacks SMPL parts"),
+                                           ("[1, 2]", "not a part segmentation")])
+def test_a_crafted_segmentation_file_is_refused_in_one_line(tmp_path, text, message):
+    from meshconf.demo.render import read_segmentation
+
+    path = tmp_path / "seg.json"
+    path.write_text(text)
+    with pytest.raises(MeshconfError, match=message):
+        read_segmentation(path)
+
+
+def test_a_segmentation_with_vertices_out_of_range_is_refused(tmp_path, shared):
+    import json
+
+    from meshconf.demo.render import read_segmentation
+
+    parts = json.loads((shared / "data" / "meshcapade" / "smpl_vert_segmentation.json").read_text())
+    parts["head"] = parts["head"] + [6890]
+    (tmp_path / "seg.json").write_text(json.dumps(parts))
+    with pytest.raises(MeshconfError, match="not a list of SMPL vertex indices"):
+        read_segmentation(tmp_path / "seg.json")

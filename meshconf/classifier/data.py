@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..files.fileio import atomic_path, write_json
+from ..files.fileio import atomic_path, parse_json, write_json
 from ..sp_op.arrays import CORE
 from ..sp_op.arrays import SUFFIXES as ARRAY_SUFFIXES
 
@@ -103,7 +103,7 @@ def check_manifest(folder, prefix: str, log=print) -> None:
         return
     try:
         with open(path) as fh:
-            manifest = json.load(fh)
+            manifest = parse_json(fh)
         if not isinstance(manifest, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as exc:
@@ -127,8 +127,15 @@ def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = F
                                 f"{' and ' + prefix + '_sp_gt.npy' if need_se else ''}")
         try:
             arrays[key] = np.load(path, allow_pickle=False).astype(np.float64)
-        except (ValueError, OSError, EOFError) as exc:
+        except (ValueError, OSError, EOFError, TypeError) as exc:
             raise MeshconfError(f"cannot read {path} ({exc})") from None
+        shape = arrays[key].shape
+        if len(shape) != 2 or shape[1] != C.NUM_J14 or shape[0] == 0:
+            raise MeshconfError(f"{path} has shape {shape}; a set's arrays are (N, {C.NUM_J14}) with N >= 1 rows "
+                                f"(as meshconf extract writes them)")
+        if shape[0] != len(arrays["ed"]):
+            raise MeshconfError(f"{path} has {shape[0]} rows, {prefix}_sp_op.npy {len(arrays['ed'])}: the arrays "
+                                f"of one set must have one row per crop each")
     signals_path = os.path.join(folder, prefix + SIGNALS_SUFFIX)
     signals = _load_signals(signals_path, len(arrays["ed"])) if os.path.isfile(signals_path) else None
     result = EDSet(prefix, arrays["ed"], arrays["conf"], arrays["se"], signals=signals)
@@ -144,6 +151,8 @@ def load_set(folder, prefix: str, need_se: bool = True, drop_nonfinite: bool = F
                                 f"in {int(rows.sum())} rows (first: row {first}); fix the arrays or pass "
                                 f"--drop-nonfinite to leave those rows out")
         bad |= rows
+    if bad.all():
+        raise MeshconfError(f"{prefix} in {folder}: every row holds NaN or infinite values; nothing to use")
     if bad.any():
         log(f"note: {prefix}: {int(bad.sum())} of {len(result)} rows hold non-finite values and were left out")
         result = result.subset(np.flatnonzero(~bad))
@@ -342,19 +351,48 @@ def load_prepared(folder) -> Prepared:
     meta_path = os.path.join(folder, "prepared.json")
     if not os.path.isfile(meta_path):
         raise MeshconfError(f"{folder} holds no prepared tables (prepared.json); run `meshconf prepare` first")
-    with open(meta_path) as fh:
-        meta = json.load(fh)
-    parts = {}
-    for name in ("train", "val"):
-        with np.load(os.path.join(folder, f"{name}.npz"), allow_pickle=False) as z:
-            parts[name] = _from_arrays(name, z)
+    try:
+        with open(meta_path) as fh:
+            meta = parse_json(fh)
+        seed, counts = meta["seed"], meta["counts"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MeshconfError(f"{meta_path} is not a readable prepared.json ({exc!r}); run `meshconf prepare` "
+                            "again") from None
+    parts = {name: _read_part(os.path.join(folder, f"{name}.npz"), name) for name in ("train", "val")}
     split = meta.get("split") if isinstance(meta.get("split"), dict) else {}
     pool = fold = None
     pool_path = os.path.join(folder, "pool.npz")
-    if os.path.isfile(pool_path):  # folders prepared before cross-validation existed have none
-        with np.load(pool_path, allow_pickle=False) as z:
-            pool, fold = _from_arrays("pool", z), z["fold"]
-    return Prepared(parts["train"], parts["val"], meta["seed"], meta["counts"], split, pool, fold)
+    if os.path.isfile(pool_path):  # folders prepared without cross-validation folds have none
+        pool, fold = _read_part(pool_path, "pool", with_fold=True)
+    return Prepared(parts["train"], parts["val"], seed, counts, split, pool, fold)
+
+
+PREPARED_KEYS = ("ed", "conf", "se", "rows", "source")
+
+
+def _read_part(path: str, name: str, with_fold: bool = False):
+    """One prepared table, checked: every key, (N, 14) finite arrays with one row each."""
+    again = "; run `meshconf prepare` again"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in PREPARED_KEYS + (("fold",) if with_fold else ()) if k not in z.files]
+            if missing:
+                raise MeshconfError(f"{path} lacks {', '.join(missing)}{again}")
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise MeshconfError(f"cannot read {path} ({exc}){again}") from None
+    n = len(arrays["ed"]) if arrays["ed"].ndim else 0
+    for key in ("ed", "conf", "se"):
+        a = arrays[key]
+        if a.ndim != 2 or a.shape != (n, C.NUM_J14) or n == 0 or a.dtype.kind not in "fiu":
+            raise MeshconfError(f"{path}: {key} has shape {a.shape}, expected ({max(n, 1)}+, {C.NUM_J14}){again}")
+        if not np.isfinite(a).all():
+            raise MeshconfError(f"{path}: {key} holds NaN or infinite values{again} (it leaves such rows out)")
+    for key in ("rows", "source") + (("fold",) if with_fold else ()):
+        if arrays[key].shape != (n,):
+            raise MeshconfError(f"{path}: {key} has shape {arrays[key].shape}, expected ({n},){again}")
+    part = _from_arrays(name, arrays)
+    return (part, arrays["fold"]) if with_fold else part
 
 
 def _arrays(s: EDSet) -> dict:
@@ -363,8 +401,7 @@ def _arrays(s: EDSet) -> dict:
 
 
 def _from_arrays(name: str, z) -> EDSet:
-    return EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"],
-                 z["signals"] if "signals" in z.files else None)
+    return EDSet(name, z["ed"], z["conf"], z["se"], z["rows"], z["source"], z.get("signals"))
 
 
 def _atomic_write(path, writer) -> None:

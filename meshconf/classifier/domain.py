@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..files.fileio import parse_json
 from .calibration import (BOUND_EPS, choose_recalibration, group_operating_points, group_quantiles, recalibrated)
 from .data import EDSet, mesh_label
 from .metrics import expected_calibration_error
@@ -282,7 +283,7 @@ def _ks_to_quantiles(values: np.ndarray, quantiles: np.ndarray, levels: np.ndarr
 def drift(ed: np.ndarray, conf: np.ndarray, reference: dict | None = None) -> Drift:
     if reference is None:
         with open(REFERENCE_FILE) as fh:
-            reference = json.load(fh)
+            reference = parse_json(fh)
     levels = np.asarray(reference["levels"])
     ks_ed = [_ks_to_quantiles(ed[:, j], np.asarray(reference["ed"][j]), levels) for j in range(C.NUM_J14)]
     ks_conf = [_ks_to_quantiles(conf[:, j], np.asarray(reference["conf"][j]), levels) for j in range(C.NUM_J14)]

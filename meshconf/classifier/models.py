@@ -17,7 +17,7 @@ from torch import nn
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..files.fileio import atomic_path
+from ..files.fileio import atomic_path, parse_json
 from .calibration import BOUND_EPS, recalibrated
 
 ED_CLIP = 3.0  # ED is bounded by the crop (~2.9 observed); keeps a stray value from dominating
@@ -280,7 +280,7 @@ def load_file(path) -> Estimator:
             declared, kind = _build(header.get("kind"), tensors, path)
         _check_sizes(declared, tensors, path, kind)
         net, kind = _build(header.get("kind"), tensors, path)
-        metadata = json.loads(header.get("metadata", "{}"))
+        metadata = parse_json(header.get("metadata", "{}"))
         if not isinstance(metadata, dict):
             raise ValueError("metadata is not a JSON object")
         _check_metadata(metadata)

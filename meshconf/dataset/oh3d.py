@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..files.fileio import parse_json
 from .annotations import Annotations
 
 BOX_RESCALE = 1.2
@@ -40,7 +41,7 @@ def read_3doh(root) -> Annotations:
     path = os.path.join(os.fspath(root), "annots.json")
     try:
         with open(path) as fh:
-            annots = json.load(fh)
+            annots = parse_json(fh)
     except FileNotFoundError:
         raise MeshconfError(f"no {path}; expected the dataset's own layout (images/, annots.json)") from None
     except (OSError, ValueError) as exc:

@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..files.fileio import parse_json
 
 GOOD_RGB = (0.0, 1.0, 0.5)  # the original's intended "accurate" colour (it passed 255, clipped to 1)
 BAD_RGB = (0.8, 0.3, 0.3)
@@ -297,14 +298,23 @@ def read_segmentation(path) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     try:
         with open(path) as fh:
-            parts = json.load(fh)
+            parts = parse_json(fh)
     except (OSError, ValueError) as exc:
         raise MeshconfError(f"{path}: not a readable SMPL part segmentation ({exc})") from None
+    if not isinstance(parts, dict):
+        raise MeshconfError(f"{path}: not a part segmentation (expected an object of part name -> vertex indices)")
     unknown = set(C.PART_TO_J14) - set(parts)
     if unknown:
         raise MeshconfError(f"{path} lacks SMPL parts {sorted(unknown)}; expected Meshcapade's "
                             "smpl_vert_segmentation.json")
-    return {name: np.asarray(vertices, dtype=np.int64) for name, vertices in parts.items()}
+    out = {}
+    for name, vertices in parts.items():
+        ok = isinstance(vertices, list) and all(type(v) is int and 0 <= v < C.NUM_SMPL_VERTICES for v in vertices)
+        if not ok:
+            raise MeshconfError(f"{path}: part {name!r} is not a list of SMPL vertex indices (0..."
+                                f"{C.NUM_SMPL_VERTICES - 1}); expected Meshcapade's smpl_vert_segmentation.json")
+        out[name] = np.asarray(vertices, dtype=np.int64)
+    return out
 
 
 @lru_cache(maxsize=4)

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import MeshconfError
-from .fileio import FolderLock, clean_leftovers, npz_bytes, sha256_bytes, sha256_file, write_atomic
+from .fileio import FolderLock, clean_leftovers, npz_bytes, parse_json, sha256_bytes, sha256_file, write_atomic
 
 
 class ChunkStore:
@@ -50,7 +50,7 @@ class ChunkStore:
         if os.path.isfile(path):
             try:
                 with open(path) as fh:
-                    saved = json.load(fh)
+                    saved = parse_json(fh)
             except (OSError, ValueError):
                 saved = None
             if saved != settings:
@@ -82,7 +82,7 @@ class ChunkStore:
     def _sidecar(path: str) -> dict:
         try:
             with open(path[:-len(".npz")] + ".json") as fh:
-                side = json.load(fh)
+                side = parse_json(fh)
             return side if isinstance(side, dict) else {}
         except (OSError, ValueError):
             return {}

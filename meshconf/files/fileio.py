@@ -95,6 +95,15 @@ def write_json(path, data, indent: int | None = 1) -> None:
     write_atomic(path, json_bytes(data, indent))
 
 
+def parse_json(source):
+    """`json.load` (a file object) or `json.loads` (text or bytes) for files a user hands us: nesting too deep for
+    the parser becomes a ValueError like any other malformed JSON, so callers report it in one line."""
+    try:
+        return json.loads(source) if isinstance(source, (str, bytes, bytearray)) else json.load(source)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, np.asarray(array), allow_pickle=False)

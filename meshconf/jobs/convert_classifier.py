@@ -15,6 +15,7 @@ import sys
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..files.fileio import parse_json
 
 
 def add_arguments(parser) -> None:
@@ -57,7 +58,7 @@ def run(args) -> int:
         path = os.path.join(args.prepared, "prepared.json")
         try:
             with open(path) as fh:
-                meta = json.load(fh)
+                meta = parse_json(fh)
             mean, var = meta["ed_mean"], meta["ed_var"]
         except (OSError, ValueError, KeyError) as exc:
             raise MeshconfError(f"{path}: no ED statistics ({exc}); run `meshconf prepare` first") from None

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 import torch
 
 from ..errors import MeshconfError
+from ..files.fileio import parse_json
 
 
 def read_torch_file(path, what: str, hint: str = "") -> object:
@@ -149,7 +150,7 @@ def read_fast_form(path, kind: str) -> dict | None:
     try:
         index = os.path.join(folder, "index", _source_key(os.fspath(path), kind) + ".json")
         with open(index) as fh:
-            entry = json.load(fh)
+            entry = parse_json(fh)
         fast = os.path.join(folder, entry["file"])
         from safetensors import safe_open
         from safetensors.torch import load_file

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MeshconfError
-from ..files.fileio import verify_manifest
+from ..files.fileio import parse_json, verify_manifest
 
 SUFFIXES = {"ed": "_sp_op.npy", "se": "_sp_gt.npy", "conf": "_conf.npy", "signals": "_signals.npy",
             "occluded_joint": "_occluded_joint.npy", "manifest": "_manifest.json"}
@@ -50,7 +50,7 @@ def find_row(arrays_dir: str, name: str, imgname: str, center, index: int, rows_
     if os.path.isfile(manifest_path):
         try:
             with open(manifest_path) as fh:
-                manifest = json.load(fh)
+                manifest = parse_json(fh)
         except (OSError, ValueError) as exc:
             raise MeshconfError(f"{manifest_path} is not readable JSON ({exc}); extract the arrays again") from None
         verify_manifest(manifest, arrays_dir, manifest_path)  # the arrays are the set the manifest describes
