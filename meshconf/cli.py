@@ -81,6 +81,9 @@ def run_job(job: str, argv=None) -> int:
 
 
 def main(argv=None) -> int:
+    from .runtime import passive_openmp
+
+    passive_openmp()  # before any job module imports torch
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="meshconf", description="meshconf: where is a single-image human mesh wrong?")
     parser.add_argument("--version", action="store_true", help="print the version and exit")

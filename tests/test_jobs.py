@@ -183,3 +183,19 @@ def test_fetch_only_takes_file_names(tmp_path, capsys):
 
     fetch.add_arguments(parser)
     assert parser.parse_args(["--only", "body_pose_model.pth"]).only == ["body_pose_model.pth"]
+
+
+def test_jobs_wait_passively_unless_the_user_chose():
+    """OpenMP threads sleep while they wait in every job (spinning cost 2-4x beside a busy neighbour,
+    benchmarks/threads.py), set before torch starts; a user's OMP_WAIT_POLICY is kept."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys; from meshconf.cli import main; main(['--version']); "
+            "print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["PASSIVE", "False"], done.stdout + done.stderr
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[-2:] == ["ACTIVE", "False"], done.stdout + done.stderr

@@ -9,7 +9,6 @@ The trees and networks are not touched; see `meshconf.classifier.domain` for the
 from __future__ import annotations
 
 import os
-import sys
 
 from ..classifier import data as D
 from ..classifier.domain import calibrate_to, drift, format_split_report, min_rows
@@ -22,6 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="folder of <set>_{sp_op,sp_gt,conf}.npy arrays (as extract "
                         "writes them); each set is one source, its rows in frame order")
     parser.add_argument("--sets", nargs="+", help="sets to calibrate on (default: every set in --data)")
+    parser.add_argument("--threads", type=int, help="CPU threads for the estimators (default: torch's choice)")
     parser.add_argument("--model", default="default",
                         help="the estimator to calibrate: a shipped name (default, v1, original) or a .safetensors "
                              "file (default: %(default)s)")
@@ -38,6 +38,9 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
     if not args.out.endswith(".safetensors"):
         raise MeshconfError(f"--out {args.out}: name a .safetensors file (e.g. mine.safetensors)")
     parent = os.path.dirname(os.path.abspath(args.out))

@@ -9,9 +9,7 @@ unless `--prepared P` (the statistics `meshconf prepare` stored) or `--mean`/`--
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 
 from .. import constants as C
 from ..errors import MeshconfError

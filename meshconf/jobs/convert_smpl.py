@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from ..errors import MeshconfError
 from ..models.smpl_file import read_smpl_file, write_smpl_npz

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
 from .. import constants as C
 from ..classifier import data as D
@@ -25,6 +24,7 @@ COLUMNS = (("N", "n", "{:d}"), ("MC acc", "mc_accuracy", "{:.1%}"), ("AUROC", "m
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="folder of <set>_{sp_op,sp_gt,conf}.npy arrays")
+    parser.add_argument("--threads", type=int, help="CPU threads for the estimators (default: torch's choice)")
     parser.add_argument("--sets", nargs="+", help="test sets (default: every set whose name contains 'test')")
     parser.add_argument("--model", nargs="+", default=["default", "original"],
                         help="shipped estimators (default, original) or .safetensors files")
@@ -51,6 +51,9 @@ def format_table(title: str, rows: dict) -> str:
 
 
 def run(args) -> int:
+    from ..runtime import set_threads
+
+    set_threads(args.threads)
     set_names = args.sets or [s for s in D.find_sets(args.data) if "test" in s]
     if not set_names:
         raise MeshconfError(f"no test sets in {args.data} (files <set>_sp_op.npy with 'test' in the name); "

@@ -6,7 +6,6 @@ atomically. SMPL needs a registration and is never downloaded; `meshconf doctor`
 
 from __future__ import annotations
 
-import sys
 
 from ..assets import catalog as A
 from ..engine.fetching import fetch_assets

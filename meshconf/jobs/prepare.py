@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 
 from ..classifier import data as D
 from ..errors import MeshconfError

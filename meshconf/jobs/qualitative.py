@@ -16,9 +16,7 @@ colour bars and the per-joint estimated and true errors) and `<ds>_img_<N>_repor
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np

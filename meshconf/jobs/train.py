@@ -14,7 +14,6 @@ are a small part of training these small networks.
 from __future__ import annotations
 
 import os
-import sys
 
 import torch
 
