@@ -269,7 +269,7 @@ def test_conformal_bounds_and_operating_points(tmp_path):
 
 
 def test_operating_points_by_hand():
-    from meshconf.classifier import metrics as M
+    from meshconf.classifier import calibration as M
 
     p = np.linspace(1, 0, 100)
     label = (np.arange(100) < 60).astype(int)  # the 60 most confident are accurate

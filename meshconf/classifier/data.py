@@ -8,7 +8,6 @@ all (N, 14) in J14 order and normalised units (1.0 = 112 px).
 from __future__ import annotations
 
 import glob
-import json
 import os
 from dataclasses import dataclass, field
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field

@@ -11,8 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from .. import constants as C
 from .data import EDSet, mesh_label, original_filter
-from .calibration import (acceptance_report, bound_report, conformal_log_quantiles,  # noqa: F401
-                          operating_points, risk_coverage)
+from .calibration import acceptance_report, bound_report, risk_coverage
 from .models import Prediction
 
 ECE_BINS = 10

@@ -9,7 +9,6 @@ order of the published `3doh50k_test.npz`.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np

@@ -10,7 +10,6 @@ colour is the mean of its vertices' colours (parts are coloured per vertex, so f
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from functools import lru_cache

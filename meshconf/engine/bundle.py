@@ -109,7 +109,6 @@ def load_models(parts=DEMO_PARTS, data_dir=None, checkpoint=None, estimator: str
                 offline: bool = False, compile=False) -> Models:
     """Load `parts` (a subset of `PARTS`) for one device and precision. `compile`: True compiles both networks with frozen
     weights (`meshconf.accel`), or name the parts ("spin", "body"); the jobs decide with `accel.compiled_parts`."""
-    import numpy as np
     import torch
 
     from ..runtime import configure_torch, resolve_device, torch_dtype

@@ -142,8 +142,6 @@ def _source_key(path: str, kind: str) -> str:
 
 def read_fast_form(path, kind: str) -> dict | None:
     """The cached checked state dict of `path`, or None (no fast form yet, disabled, or unreadable)."""
-    import json
-
     folder = fast_form_dir()
     if folder is None:
         return None

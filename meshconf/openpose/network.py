@@ -16,7 +16,6 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from ..errors import MeshconfError
 from ..runtime import torch_dtype
 from ..models.checkpoint import check_state_dict, load_checked, read_torch_file, unwrap_state_dict
 

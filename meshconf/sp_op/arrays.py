@@ -8,7 +8,6 @@ of each array (one place for the names), and one annotation row's numbers looked
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
