@@ -169,6 +169,54 @@ def test_fetch_rejects_a_file_that_fails_its_check(tmp_path, server):
     assert not (tmp_path / "smpl_vert_segmentation.json").exists()
 
 
+def test_checksums_are_recorded_on_first_download_and_checked_ever_after(tmp_path, server, shared, capsys):
+    """Trust on first use: the SHA-256 of each fetched file is recorded; a later download of other bytes is refused,
+    and a file changed on disk is reported by fetch and doctor."""
+    import json
+
+    good = (shared / "data" / "meshcapade" / "smpl_vert_segmentation.json").read_bytes()
+    server.files["smpl_vert_segmentation.json"] = good
+    root = tmp_path / "data"
+    argv = ["fetch", "--data-dir", str(root), "--mirror", server.url, "--no-progress", "--only", "part_segmentation"]
+    assert cli_main(argv) == 0
+    record = json.loads((root / A.CHECKSUMS).read_text())
+    assert record == {"smpl_vert_segmentation.json": hashlib.sha256(good).hexdigest()}
+    # the same file with other content that still passes the structural check
+    other = json.loads(good)
+    other["head"] = other["head"][:-1]
+    server.files["smpl_vert_segmentation.json"] = json.dumps(other).encode()
+    capsys.readouterr()
+    assert cli_main(argv + ["--force"]) == 2
+    assert "recorded when it was downloaded" in capsys.readouterr().err
+    assert (root / "smpl_vert_segmentation.json").read_bytes() == good  # the checked file stays
+    # a file changed on disk: doctor and fetch say so
+    (root / "smpl_vert_segmentation.json").write_text(json.dumps(other))
+    rows = {a.name: (status, detail) for a, status, detail in
+            __import__("meshconf.jobs.doctor", fromlist=["diagnose"]).diagnose(str(root))}
+    assert rows["part_segmentation"][0] == "broken" and "recorded when it was downloaded" in rows["part_segmentation"][1]
+
+
+def test_https_falls_back_to_http_only_for_listed_hosts(tmp_path, monkeypatch):
+    from meshconf.assets.download import Unreachable
+    from meshconf.engine import fetching
+
+    tried, lines = [], []
+
+    def fetch(url):
+        tried.append(url)
+        if url.startswith("https://"):
+            raise Unreachable(f"cannot reach {url}")
+        return url
+
+    assert fetching._with_fallback("https://visiondata.cis.upenn.edu/spin/x", fetch, lines.append) == \
+        "http://visiondata.cis.upenn.edu/spin/x"
+    assert tried == ["https://visiondata.cis.upenn.edu/spin/x", "http://visiondata.cis.upenn.edu/spin/x"]
+    assert "over http" in lines[0]
+    with pytest.raises(Unreachable):
+        fetching._with_fallback("https://huggingface.co/x", fetch, lines.append)
+    assert all(a.url is None or a.url.startswith("https://") for a in A.ASSETS)
+
+
 def test_doctor_and_require(tmp_path, shared, capsys, monkeypatch):
     root = tmp_path / "d"
     (root / "smpl").mkdir(parents=True)

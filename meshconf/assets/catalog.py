@@ -18,7 +18,7 @@ from ..errors import MeshconfError
 from ..files.fileio import atomic_path
 
 ENV_DATA = "MESHCONF_DATA"
-SPIN_DATA_ARCHIVE = "http://visiondata.cis.upenn.edu/spin/data.tar.gz"
+SPIN_DATA_ARCHIVE = "https://visiondata.cis.upenn.edu/spin/data.tar.gz"
 SMPL_REGISTRATION = ("register at https://smpl.is.tue.mpg.de (male/female) or https://smplify.is.tue.mpg.de "
                      "(the neutral model SPIN uses), download the Python model and save "
                      "basicModel_{kind}_lbs_10_207_0_v1.0.0.pkl as {path}; `meshconf convert-smpl` makes a "
@@ -54,7 +54,7 @@ def _smpl(gender: str, kind: str, required: bool) -> Asset:
 
 ASSETS: tuple[Asset, ...] = (
     Asset("spin_checkpoint", "model_checkpoint.pt", "SPIN regressor weights (108 MB)",
-          url="http://visiondata.cis.upenn.edu/spin/model_checkpoint.pt", max_bytes=400 << 20),
+          url="https://visiondata.cis.upenn.edu/spin/model_checkpoint.pt", max_bytes=400 << 20),
     Asset("smpl_mean_params", "smpl_mean_params.npz", "SPIN mean pose/shape/camera (the checkpoint holds the same "
           "values; used by the tests and benchmarks)", url=SPIN_DATA_ARCHIVE, archive_member="smpl_mean_params.npz",
           required=False),
@@ -74,6 +74,12 @@ ASSETS: tuple[Asset, ...] = (
 ASSETS_BY_NAME = {a.name: a for a in ASSETS}
 ENV_OFFLINE = "MESHCONF_OFFLINE"
 ENV_MIRROR = "MESHCONF_MIRROR"
+
+
+# Hosts that have served these files over plain http only: https is tried first, http only when https cannot
+# connect (said in one line); what arrives is checked by structure and, from then on, by its recorded SHA-256.
+HTTP_FALLBACK_HOSTS = ("visiondata.cis.upenn.edu",)
+CHECKSUMS = "checksums.json"  # in the data folder: relpath -> SHA-256 of each file as first downloaded and checked
 
 
 def default_data_dir() -> str:

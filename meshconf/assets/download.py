@@ -24,6 +24,10 @@ CHUNK = 1 << 20
 DEFAULT_MAX_BYTES = 1 << 30  # no public file meshconf fetches is near 1 GiB
 
 
+
+class Unreachable(MeshconfError):
+    """The host did not answer (no connection, TLS refused): the caller may try another route."""
+
 def _open(url: str, have: int, timeout: float):
     """(response or None for a 416, the 416's stated total size or None)."""
     request = urllib.request.Request(url, headers={"User-Agent": "meshconf"})
@@ -37,7 +41,7 @@ def _open(url: str, have: int, timeout: float):
             return None, int(match.group(1)) if match else None
         raise MeshconfError(f"download of {url} failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise MeshconfError(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; check the network or use --mirror")\
+        raise Unreachable(f"cannot reach {url}: {getattr(exc, 'reason', exc)}; check the network or use --mirror")\
             from None
 
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 
 from ..assets import catalog as A
+from ..assets.download import Unreachable, download
 from ..errors import MeshconfError
-from ..assets.download import download
+from ..files.fileio import parse_json, sha256_file, write_json
 from .validate import check_asset
+
 
 def source_url(a: A.Asset, mirror: str | None) -> str:
     return a.url if not mirror else mirror.rstrip("/") + "/" + a.url.rsplit("/", 1)[-1]
@@ -18,9 +20,60 @@ def source_url(a: A.Asset, mirror: str | None) -> str:
 ARCHIVE_MAX_BYTES = 2 << 30  # SPIN's data.tar.gz; anything far larger is not that archive
 
 
-def _checker(name: str):
+def recorded_checksums(root) -> dict:
+    """relpath -> SHA-256 of each file as it was first downloaded and checked (`checksums.json`)."""
+    path = os.path.join(root, A.CHECKSUMS)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as fh:
+            record = parse_json(fh)
+    except (OSError, ValueError) as exc:
+        raise MeshconfError(f"{path} is not readable JSON ({exc}); delete it to record the files anew") from None
+    return record if isinstance(record, dict) else {}
+
+
+def check_recorded(a: A.Asset, path: str, root) -> None:
+    """Trust on first use: a file (or a fresh download of it) whose SHA-256 differs from the one recorded at its
+    first download is refused. (A value the publisher gives is pinned in the catalog and checked by `download`.)"""
+    want = recorded_checksums(root).get(a.relpath)
+    if want is None:
+        return
+    got = sha256_file(path)
+    if got != want:
+        raise MeshconfError(f"{a.relpath} has SHA-256 {got[:12]}..., not the {want[:12]}... recorded when it was "
+                            f"downloaded (in {os.path.join(root, A.CHECKSUMS)}); delete the file to fetch it again, "
+                            f"or its entry there if the publisher changed it or you replaced it on purpose")
+
+
+def record_checksum(a: A.Asset, path: str, root) -> str:
+    """Record the SHA-256 of a newly fetched file that passed its checks (`check_recorded` included)."""
+    digest = sha256_file(path)
+    record = recorded_checksums(root)
+    record[a.relpath] = digest
+    write_json(os.path.join(root, A.CHECKSUMS), dict(sorted(record.items())))
+    return digest
+
+
+def _with_fallback(url: str, fetch, log):
+    """`fetch(url)`, and for hosts that served plain http only, `fetch` over http when https cannot connect."""
+    try:
+        return fetch(url)
+    except Unreachable:
+        host = url.split("/")[2] if url.startswith("https://") else ""
+        if host not in A.HTTP_FALLBACK_HOSTS:
+            raise
+        plain = "http://" + url[len("https://"):]
+        log(f"  note      {host} does not answer over https; fetching over http (checked by structure and "
+            f"recorded by SHA-256)")
+        return fetch(plain)
+
+
+def _checker(a: A.Asset, root):
+    """What a new file must pass before it takes its final name: its structure, and any recorded SHA-256."""
     def verify(path: str) -> None:
-        check_asset(name, path)
+        check_asset(a.name, path)
+        check_recorded(a, path, root)
     return verify
 
 
@@ -41,6 +94,7 @@ def fetch_assets(assets, root, mirror=None, force=False, progress=True, log=prin
             continue
         try:
             check_asset(a.name, present)
+            check_recorded(a, present, root)
         except MeshconfError as exc:
             os.replace(present, present + ".invalid")
             log(f"  invalid   {a.relpath} ({exc}); moved to {present}.invalid, fetching it again")
@@ -54,7 +108,7 @@ def fetch_assets(assets, root, mirror=None, force=False, progress=True, log=prin
             if url not in archives:
                 archives[url] = _fetch_archive(url, root, progress, log)
             try:
-                _extract_checked(a, archives[url], dest)
+                _extract_checked(a, archives[url], dest, root)
             except MeshconfError as exc:
                 if "failed its check" in str(exc):
                     raise
@@ -62,11 +116,12 @@ def fetch_assets(assets, root, mirror=None, force=False, progress=True, log=prin
                 log(f"  refetch   {url} ({exc})")
                 os.remove(archives[url])
                 archives[url] = _fetch_archive(url, root, progress, log)
-                _extract_checked(a, archives[url], dest)
+                _extract_checked(a, archives[url], dest, root)
         else:
             log(f"  download  {url}")
-            download(url, dest, sha256=a.sha256, size=a.size, progress=progress, verify=_checker(a.name),
-                     max_bytes=a.max_bytes)
+            _with_fallback(url, lambda u: download(u, dest, sha256=a.sha256, size=a.size, progress=progress,
+                                                   verify=_checker(a, root), max_bytes=a.max_bytes), log)
+        record_checksum(a, dest, root)
         log(f"  fetched   {a.relpath}")
         written.append(dest)
     for archive in archives.values():
@@ -79,16 +134,16 @@ def _fetch_archive(url: str, root: str, progress: bool, log) -> str:
     archive = os.path.join(root, ".downloads", url.rsplit("/", 1)[-1])
     if not os.path.exists(archive):
         log(f"  download  {url}")
-        download(url, archive, progress=progress, max_bytes=ARCHIVE_MAX_BYTES)
+        _with_fallback(url, lambda u: download(u, archive, progress=progress, max_bytes=ARCHIVE_MAX_BYTES), log)
     return archive
 
 
-def _extract_checked(a: A.Asset, archive: str, dest: str) -> None:
+def _extract_checked(a: A.Asset, archive: str, dest: str, root) -> None:
     """The member to a temporary name, checked, then renamed: `dest` is never an unchecked file."""
     part = dest + ".part"
     A.extract_member(archive, a.archive_member, part)
     try:
-        check_asset(a.name, part)
+        _checker(a, root)(part)
     except MeshconfError as exc:
         os.replace(part, dest + ".invalid")
         raise MeshconfError(f"{a.relpath} from {archive} failed its check and was moved to {dest}.invalid: {exc}")\

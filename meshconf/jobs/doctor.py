@@ -7,6 +7,7 @@ import sys
 
 from ..assets import catalog as A
 from ..errors import MeshconfError
+from ..engine.fetching import check_recorded
 from ..engine.validate import check_asset
 
 
@@ -29,6 +30,7 @@ def diagnose(root, quick=False) -> list[tuple[A.Asset, str, str]]:
         try:
             if not quick:
                 check_asset(a.name, path)
+                check_recorded(a, path, root)
             rows.append((a, "ok", path))
         except MeshconfError as exc:
             rows.append((a, "broken", f"{exc}; delete it and get it again"))
