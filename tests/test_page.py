@@ -77,3 +77,83 @@ def test_results_page_draws_the_mesh_offline(tmp_path, demo_data_dir, shared):
     subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / 'profile2'}", f"--screenshot={shot}",
                     (out / "index.html").as_uri()], capture_output=True, timeout=180)
     assert shot.stat().st_size > 10000
+
+
+INTERACT = """<script>
+setTimeout(function () {
+  // headless Chromium's window is at least 500 px wide: a phone's 375 px is laid out by narrowing the root
+  if (LAYOUT_WIDTH) document.documentElement.style.width = LAYOUT_WIDTH + "px";
+  var canvases = document.querySelectorAll("canvas.mesh"), c = canvases[0], yaw = [c.dataset.yaw];
+  c.focus();
+  c.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowRight", bubbles: true}));
+  yaw.push(c.dataset.yaw);
+  var at = c.getBoundingClientRect();
+  function pointer(type, x) {
+    c.dispatchEvent(new PointerEvent(type, {pointerId: 7, pointerType: "touch", clientX: at.left + x,
+                                            clientY: at.top + 50, bubbles: true, isPrimary: true}));
+  }
+  pointer("pointerdown", 50); pointer("pointermove", 120); pointer("pointerup", 120);
+  yaw.push(c.dataset.yaw);
+  var wheel = new WheelEvent("wheel", {deltaY: 100, bubbles: true, cancelable: true});
+  c.blur();
+  var trapped = !document.body.dispatchEvent(wheel) || !c.dispatchEvent(new WheelEvent("wheel", {deltaY: 100,
+                                                                       bubbles: true, cancelable: true}));
+  var out = {drawn: Array.prototype.filter.call(canvases, function (x) { return x.dataset.drawn === "1"; }).length,
+             views: canvases.length, yaw: yaw, focusable: c.tabIndex, role: c.getAttribute("role"),
+             label: c.getAttribute("aria-label") || "", wheel_trapped_unfocused: trapped,
+             content_right: Math.max.apply(null, Array.prototype.map.call(document.querySelectorAll("body *"),
+                                           function (e) { return e.getBoundingClientRect().right; })),
+             layout_width: document.documentElement.getBoundingClientRect().width,
+             text: document.body.innerText};
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 300);
+</script>"""
+
+
+def _probe(browser, page, tmp_path, width=None):
+    probe = page.parent / "probe.html"
+    script = INTERACT.replace("LAYOUT_WIDTH", str(width or 0))
+    probe.write_text(page.read_text().replace("</body>", script + "</body>"))
+    done = subprocess.run([browser, *FLAGS, f"--user-data-dir={tmp_path / f'profile{width}'}", "--dump-dom",
+                           probe.as_uri()], capture_output=True, text=True, timeout=300)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, done.stderr[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">"))
+
+
+@pytest.mark.slow
+def test_the_3d_view_takes_touch_keyboard_a_phone_and_24_people(tmp_path, demo_data_dir, shared):
+    """Keyboard and touch rotate the view; it is focusable and labelled; the wheel scrolls the page until a view
+    is focused; at 375 px the page is no wider than the screen; 24 people all draw (one shared WebGL context); the
+    page shows no local path."""
+    from meshconf.cli import main
+    from meshconf.demo.pages import write_demo_page
+
+    browser = _chromium()
+    crop = shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"
+    out = tmp_path / "deep" / "local" / "folder" / "result"
+    assert main(["demo", str(crop), "--cropped", "--renderer", "software", "--out", str(out), "--data-dir",
+                 str(demo_data_dir), "--no-progress"]) == 0
+    one = _probe(browser, out / "index.html", tmp_path)
+    assert one["drawn"] == one["views"] == 1
+    assert one["yaw"][0] != one["yaw"][1] != one["yaw"][2], one["yaw"]  # keyboard, then touch, turned it
+    assert one["focusable"] == 0 and one["role"] == "img" and "arrow keys" in one["label"]
+    assert not one["wheel_trapped_unfocused"]
+    assert str(tmp_path) not in one["text"] and str(crop.parent) not in one["text"]
+    phone = _probe(browser, out / "index.html", tmp_path, width=375)
+    assert phone["layout_width"] == 375 and phone["content_right"] <= 375, phone  # nothing wider than the phone
+    assert phone["drawn"] == 1
+    # a page of 24 people: the person folder copied 24 times
+    report = json.loads((out / "report.json").read_text())
+    crowd = tmp_path / "crowd"
+    crowd.mkdir()
+    shutil.copy(out / "overview.png", crowd)
+    for k in range(24):
+        shutil.copytree(out / "person0", crowd / f"person{k}")
+    write_demo_page(str(crowd), {**report, "people": report["people"] * 24})
+    many = _probe(browser, crowd / "index.html", tmp_path)
+    assert many["views"] == 24 and many["drawn"] == 24, many

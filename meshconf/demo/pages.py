@@ -21,13 +21,20 @@ PX = C.NORM_UNIT_PX
 CSP = ("default-src 'none'; img-src 'self' file: data:; media-src 'self' file:; "
        "script-src 'unsafe-inline'; style-src 'unsafe-inline'")
 STYLE = """
-body { font: 15px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 1180px; color: #1d1d1f; }
+body { font: 15px/1.45 system-ui, sans-serif; margin: 24px auto; padding: 0 12px; max-width: 1180px;
+       color: #1d1d1f; overflow-wrap: anywhere; }
+* { box-sizing: border-box; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin: 0 0 8px; }
 .card { border: 1px solid #ddd; border-radius: 8px; padding: 16px; margin: 18px 0; }
 .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
-.row img { width: 224px; height: auto; border: 1px solid #eee; }
+.row img { width: 224px; max-width: 100%; height: auto; border: 1px solid #eee; } figure { margin: 0; max-width: 100%; }
 .overview { max-width: 100%; border: 1px solid #eee; }
-canvas.mesh { width: 360px; height: 360px; border: 1px solid #ddd; border-radius: 6px; cursor: grab; }
+.view { width: 360px; max-width: 100%; } canvas.mesh { width: 100%; aspect-ratio: 1; height: auto;
+  border: 1px solid #ddd; border-radius: 6px; cursor: grab; touch-action: none; }
+canvas.mesh:focus { outline: 3px solid #0b57d0; }
+.legend { height: 10px; border-radius: 3px; background: linear-gradient(to right, #00007f, #0000ff, #007fff, #00ffff,
+  #7fff7f, #ffff00, #ff7f00, #ff0000, #7f0000); } .scale { display: flex; justify-content: space-between; }
+.table { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; font-size: 13px; } td, th { padding: 2px 8px; text-align: right; }
 th:first-child, td:first-child { text-align: left; } tr.worst { background: #ffe1dc; font-weight: 600; }
 .ok { color: #1a7f37; } .bad { color: #c62828; } .note { color: #666; font-size: 13px; }
@@ -69,6 +76,15 @@ def _joint_table(report: dict) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _colour_scale(report: dict) -> tuple[str, str, str]:
+    """(what the colours mean, low end, high end), the range `demo.figures.joint_scores` paints with."""
+    error = report.get("estimated_joint_error_px")
+    if error:
+        return "estimated joint error (px)", "0", f"{max(30.0, max(error.values())):.0f}"
+    prob = report.get("worst_joint_prob") or {"": 0.0}
+    return "worst-joint probability", "0", f"{max(0.2, max(prob.values())):.2f}"
+
+
 def person_card(k: int, person_folder: str, report: dict) -> str:
     rel = os.path.basename(person_folder)
     p = report.get("p_accurate")
@@ -87,15 +103,20 @@ def person_card(k: int, person_folder: str, report: dict) -> str:
     if os.path.isfile(glb_path):
         with open(glb_path, "rb") as fh:
             encoded = base64.b64encode(fh.read()).decode()
+        label, low, high = _colour_scale(report)
         mesh = (f"<script type='application/octet-stream' id='mesh{k}'>{encoded}</script>"
-                f"<canvas class='mesh' width='720' height='720' data-mesh='mesh{k}' "
-                f"title='drag to rotate, wheel to zoom, double-click to reset'></canvas>")
+                f"<div class='view'><canvas class='mesh' width='720' height='720' data-mesh='mesh{k}' tabindex='0' "
+                f"role='img' aria-label='3D mesh of person {k}, each part coloured by {html.escape(label)}; arrow "
+                f"keys rotate, plus and minus zoom, 0 resets' title='drag to rotate; click, then wheel or + - to "
+                f"zoom; double-click or 0 to reset'></canvas><div class='legend' role='presentation'></div>"
+                f"<div class='scale note'><span>{low}</span><span>{html.escape(label)}</span><span>{high}</span>"
+                f"</div></div>")
     images = "".join(f"<figure><img src='{rel}/{name}.png' alt='{label}'><figcaption class='note'>{label}"
                      f"</figcaption></figure>" for name, label in (("crop", "crop"), ("mc", "mesh classifier"),
                                                                    ("parts", "estimated error per part")))
     return (f"<div class='card'><h2>person {k}: {verdict}, worst joint "
             f"{html.escape(str(report.get('worst_joint')))}</h2><div class='row'>{images}</div>"
-            f"<div class='row'>{mesh}{_joint_table(report)}</div>"
+            f"<div class='row'>{mesh}<div class='table'>{_joint_table(report)}</div></div>"
             f"<p class='note'>files: <a href='{rel}/report.json'>report.json</a>, <a href='{rel}/mesh.glb'>mesh.glb"
             f"</a>, <a href='{rel}/mesh.ply'>mesh.ply</a>, <a href='{rel}/panel.png'>panel.png</a></p></div>")
 
@@ -105,7 +126,8 @@ def write_demo_page(folder: str, report: dict) -> str:
     cards = "".join(person_card(k, os.path.join(folder, f"person{k}"), person)
                     for k, person in enumerate(report.get("people", [])))
     labels = f"{html.escape(str(report.get('device')))}, {html.escape(str(report.get('precision')))}"
-    body = (f"<p class='note'>{html.escape(str(report.get('input')))}: {len(report.get('people', []))} "
+    shown = os.path.basename(str(report.get("input")))  # never the input's local path: pages get shared
+    body = (f"<p class='note'>{html.escape(shown)}: {len(report.get('people', []))} "
             f"person(s); {labels}; renderer {html.escape(str(report.get('renderer')))}</p>"
             f"<img class='overview' src='overview.png' alt='overview'>" +
             (f"<p>{html.escape(report['message'])}</p>" if report.get("message") else "") + cards)
