@@ -897,7 +897,7 @@ def _set(folder, name, ed, rows=None):
         np.save(folder / f"{name}_{key}.npy", ed if rows is None else rows)
 
 
-def _arrays(tmp_path, kind):
+def _array_set(tmp_path, kind):
     good = np.abs(np.random.default_rng(0).normal(size=(300, 14))) * 0.1
     folder = tmp_path / kind
     if kind == "empty":
@@ -915,7 +915,7 @@ def _arrays(tmp_path, kind):
 def _prepared(tmp_path, change):
     from meshconf.cli import run_job
 
-    data = _arrays(tmp_path, "good")
+    data = _array_set(tmp_path, "good")
     assert run_job("prepare", ["--data", str(data), "--out", str(tmp_path / "prep")]) == 0
     path = tmp_path / "prep" / "train.npz"
     arrays = dict(np.load(path))
@@ -929,15 +929,15 @@ def _prepared(tmp_path, change):
 
 # (case, job and its arguments given tmp_path, the one line it must end with)
 INPUT_FAULTS = [
-    ("evaluate on empty arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "empty"))], "has shape (0, 14)"),
-    ("evaluate on 0-d arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "zerod"))], "has shape ()"),
-    ("evaluate on all-NaN arrays", lambda t: ["evaluate", "--data", str(_arrays(t, "allnan")), "--drop-nonfinite"],
+    ("evaluate on empty arrays", lambda t: ["evaluate", "--data", str(_array_set(t, "empty"))], "has shape (0, 14)"),
+    ("evaluate on 0-d arrays", lambda t: ["evaluate", "--data", str(_array_set(t, "zerod"))], "has shape ()"),
+    ("evaluate on all-NaN arrays", lambda t: ["evaluate", "--data", str(_array_set(t, "allnan")), "--drop-nonfinite"],
      "every row holds NaN"),
-    ("prepare --out naming a file", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out",
+    ("prepare --out naming a file", lambda t: ["prepare", "--data", str(_array_set(t, "good")), "--out",
                                                str(_file(t))], "File exists"),
-    ("prepare --out under a file", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out",
+    ("prepare --out under a file", lambda t: ["prepare", "--data", str(_array_set(t, "good")), "--out",
                                               str(_file(t) / "sub")], "Not a directory"),
-    ("prepare --out in /proc", lambda t: ["prepare", "--data", str(_arrays(t, "good")), "--out", "/proc/meshconf"],
+    ("prepare --out in /proc", lambda t: ["prepare", "--data", str(_array_set(t, "good")), "--out", "/proc/meshconf"],
      "/proc/meshconf"),
     ("train on a prepared folder missing a key", lambda t: ["train", "--prepared", str(_prepared(t, "missing key")),
                                                             "--out", str(t / "tr"), "--model", "v1"], "lacks ed"),

@@ -11,6 +11,9 @@ import subprocess
 
 import pytest
 
+# what every probe ends with: its findings as JSON in <pre id="probe">, which --dump-dom prints
+EMIT = 'var pre = document.createElement("pre"); pre.id = "probe"; pre.textContent = JSON.stringify(out); ' \
+       'document.body.appendChild(pre);'
 PROBE = """<script>
 setTimeout(function () {
   var out = {resources: performance.getEntriesByType("resource").map(function (e) { return e.name; }),
@@ -26,12 +29,9 @@ setTimeout(function () {
     }
     out.canvases.push({drawn_flag: c.dataset.drawn || "", mesh_pixels: drawn, pixels: c.width * c.height});
   });
-  var pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  EMIT
 }, 300);
-</script>"""
+</script>""".replace("EMIT", EMIT)
 
 FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
          "--disable-background-networking", "--no-first-run", "--window-size=1200,1400", "--virtual-time-budget=5000"]
@@ -105,12 +105,9 @@ setTimeout(function () {
                                            function (e) { return e.getBoundingClientRect().right; })),
              layout_width: document.documentElement.getBoundingClientRect().width,
              text: document.body.innerText};
-  var pre = document.createElement("pre");
-  pre.id = "probe";
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  EMIT
 }, 300);
-</script>"""
+</script>""".replace("EMIT", EMIT)
 
 
 def _probe(browser, page, tmp_path, width=None):
