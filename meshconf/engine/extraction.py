@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from ..files.fileio import npy_bytes, sha256_bytes, write_atomic, write_json
 from ..sp_op import ed as sp_op
 from ..sp_op.arrays import CORE, array_path
 from ..sp_op.signals import NUM_SIGNALS, SIGNAL_COLUMNS, crop_signals
+from .runner import Stages, default_depth, pipelined
 
 
 def occlusion_joint(seed: int, index: int, joints_px: np.ndarray) -> int:
@@ -44,16 +46,29 @@ def se_row(keypoints_49: np.ndarray, gt_j14: np.ndarray, anchor: np.ndarray) -> 
     return np.sqrt((d * d).sum(-1))
 
 
-def _spin_j14(spin, smpl, x, steps=None) -> np.ndarray:
+def _spin_j14(spin, smpl, x, steps=None) -> torch.Tensor:
     """SPIN's projected (B, 49, 2) joints of a normalised batch, through `run` (eager), recording `steps`."""
     out = spin.run(x, steps)
-    return geometry.project_spin_joints(smpl(out.rotmat, out.betas).joints, out.camera).cpu().numpy()
+    return geometry.project_spin_joints(smpl(out.rotmat, out.betas).joints, out.camera)
 
 
-def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,
-                  batch_size: int | None = None, signals: bool = False) -> dict:
-    """Arrays for one batch of `AnnotatedCrops` items (see `collate`); with `signals`, also the (B, S) signals."""
-    from ..openpose import detect_batch
+@dataclass
+class LaunchedBatch:
+    """One batch's device work, queued: SPIN's projected joints (a tensor on the device), the mirrored crops'
+    joints and iteration steps with signals, OpenPose's maps (see `detect_launch`)."""
+
+    batch: dict
+    keypoints: torch.Tensor
+    occluded: np.ndarray
+    detections: object
+    flipped: torch.Tensor | None = None
+    steps: list | None = None
+
+
+def launch_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,
+                 batch_size: int | None = None, signals: bool = False) -> LaunchedBatch:
+    """The networks for one batch of `AnnotatedCrops` items (see `collate`), queued on the device."""
+    from ..openpose import detect_launch
 
     crops = batch["crop"].astype(np.float32)
     occluded = np.full(len(crops), -1)
@@ -67,6 +82,7 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                 occluded[k] = joint
     device = next(spin.parameters()).device
     steps: list = []
+    flipped = None
     with torch.inference_mode():
         x = geometry.normalize_crop(crops, device).contiguous(memory_format=torch.channels_last)
         if signals:  # eager, recording the iteration steps; the mirrored crop for the flip disagreement
@@ -74,12 +90,23 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
             flipped = _spin_j14(spin, smpl, torch.flip(x, dims=[3]))
         else:
             rotmat, betas, camera = call_padded(spin, x, batch_size or len(x))
-            keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera).cpu().numpy()
+            keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera)
+    detections = detect_launch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops],
+                               batch_size=batch_size or len(crops))
+    return LaunchedBatch(batch, keypoints, occluded, detections, flipped, steps if signals else None)
+
+
+def finish_batch(launched: LaunchedBatch) -> dict:
+    """The arrays of a launched batch: decoding, ED, SE and confidence per row (and the (B, S) signals)."""
+    from ..openpose import detect_finish
+
+    batch, signals = launched.batch, launched.steps is not None
+    keypoints = launched.keypoints.cpu().numpy()
+    flipped = launched.flipped.cpu().numpy() if signals else None
     spin_finite = np.isfinite(keypoints).all(axis=(1, 2))
-    detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops],
-                              batch_size=batch_size or len(crops), full=signals)
+    detections = detect_finish(launched.detections, full=signals)
     ed, se, conf, rows = [], [], [], []
-    step_norms = torch.stack(steps, 1).float().cpu().numpy() if signals else None  # (B, 3 iterations, 3)
+    step_norms = torch.stack(launched.steps, 1).float().cpu().numpy() if signals else None  # (B, 3 iterations, 3)
     for k, found in enumerate(detections):
         candidate, subset = (found.candidate, found.subset) if signals else found
         anchor = batch["spine2d"][k]
@@ -93,11 +120,17 @@ def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_s
                                      result.person, float(batch["box_px"][k]), result.spin_points,
                                      result.op_points, result.conf))
     out = {"index": batch["index"], "ed": np.asarray(ed, np.float64), "se": np.asarray(se, np.float64),
-           "conf": np.asarray(conf, np.float64), "occluded_joint": occluded,
+           "conf": np.asarray(conf, np.float64), "occluded_joint": launched.occluded,
            "spin_finite": spin_finite | np.asarray(batch.get("skipped", False))}
     if signals:
-        out["signals"] = np.asarray(rows, np.float64).reshape(len(crops), NUM_SIGNALS)
+        out["signals"] = np.asarray(rows, np.float64).reshape(len(keypoints), NUM_SIGNALS)
     return out
+
+
+def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,
+                  batch_size: int | None = None, signals: bool = False) -> dict:
+    """Arrays for one batch of `AnnotatedCrops` items (see `collate`); with `signals`, also the (B, S) signals."""
+    return finish_batch(launch_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals))
 
 
 def _store(out: str, name: str) -> ChunkStore:
@@ -110,7 +143,7 @@ KEYS = ("ed", "se", "conf", "occluded_joint", "spin_finite", "skipped")
 def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16, occlude: bool = False,
             seed: int = 0, occ_size: int = 40, max_batches: int | None = None, progress: bool = True,
             rank: int = 0, world: int = 1, workers: int = 0, models: dict | None = None,
-            info: dict | None = None, signals: bool = False, strict: bool = False) -> bool:
+            info: dict | None = None, signals: bool = False, strict: bool = False, depth: int | None = None) -> bool:
     """Process the rows not done yet; merge when all are. Returns whether the arrays were written.
 
     `models` (see `chunks.model_settings`: the model files' SHA-256, numerics, precision, device class) is bound
@@ -119,23 +152,28 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
 
     With `world` > 1 (torchrun), rank r takes rows r, r + world, ...; each rank keeps its own chunks (a shared
     folder is not needed) and rank 0 gathers the finished shards and writes the arrays in the dataset's order.
-    A row's result depends only on the row (and the seed), so any world size gives the same arrays."""
+    A row's result depends only on the row (and the seed), so any world size gives the same arrays.
+
+    `depth` (default: 1 on a GPU, 0 on the CPU) is how many batches decode on a worker thread while the next
+    batch's networks run (see `runner.pipelined`); the arrays are the same for every depth."""
     store = _store(out, name)
+    device = next(spin.parameters()).device
     with store.lock(rank):
         store.bind({"annotations": dataset.annotations.fingerprint(), "occlude": occlude,
                     "seed": seed if occlude else None, "occ_size": occ_size if occlude else None,
                     **({"signals": list(SIGNAL_COLUMNS)} if signals else {}),
-                    "models": models or model_settings({}, device=str(next(spin.parameters()).device))})
+                    "models": models or model_settings({}, device=str(device))})
         rows = shard(len(dataset), rank, world)
 
-        def process(batch):
+        def launch(batch):
             check_strict(batch, strict)
-            return skip_rows(process_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals),
-                             batch)
+            return launch_batch(spin, smpl, body, batch, occlude, seed, occ_size, batch_size, signals)
 
-        finished = run_chunked(dataset, store, process, batch_size,
+        stages = Stages(launch, lambda launched: skip_rows(finish_batch(launched), launched.batch))
+        depth = default_depth(device) if depth is None else depth
+        finished = run_chunked(dataset, store, stages, batch_size,
                                name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
-                               rows=rows, workers=workers)
+                               rows=rows, workers=workers, stream=lambda batches: pipelined(batches, stages, depth))
         complete, merged = collect(store, KEYS + (("signals",) if signals else ()), rows, finished, rank, world)
         if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
             return complete

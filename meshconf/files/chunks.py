@@ -11,7 +11,7 @@ import glob
 import json
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 
@@ -217,11 +217,13 @@ def model_settings(files: dict[str, str], precision: str = "float32", device: st
 
 def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], batch_size: int, desc: str,
                 collate: Callable[[list], dict], max_batches: int | None = None, progress: bool = True, rows=None,
-                workers: int = 0) -> bool:
+                workers: int = 0, stream: Callable[[Iterable[dict]], Iterable[tuple[dict, dict]]] | None = None
+                ) -> bool:
     """Run `process` on collated batches of the rows not done yet (of `rows`, default all) and store each result.
     `collate` turns a list of dataset items into one batch dict. `workers` > 0 reads and crops images in that many
     background processes (worth it on a GPU, where reading JPEGs would otherwise be the bottleneck), into pinned
-    memory when a GPU takes the batches. Returns whether every row is done."""
+    memory when a GPU takes the batches. `stream`, if given, replaces the plain loop: it takes the batches and
+    yields (batch, result) pairs in order (the engine's pipelined runner). Returns whether every row is done."""
     import torch
     from tqdm import tqdm
 
@@ -236,8 +238,8 @@ def run_chunked(dataset, store: ChunkStore, process: Callable[[dict], dict], bat
     else:
         loader = (collate([dataset[i] for i in batch]) for batch in batches)
     with tqdm(total=len(rows), initial=len(rows) - len(todo), desc=desc, unit="img", disable=None if progress else True) as bar:
-        for batch in loader:
-            result = process(batch)
+        pairs = stream(loader) if stream is not None else ((batch, process(batch)) for batch in loader)
+        for batch, result in pairs:
             if "image_sha" in batch:  # each row's image content, hashed as it was read
                 result = {**result, "image_sha": np.asarray(batch["image_sha"], dtype="<U16")}
             store.write(result)

@@ -8,7 +8,7 @@
 
 from .batch import decode_batch  # noqa: F401
 from .decoding import Decoded, decode, decode_full  # noqa: F401
-from .detect import detect, detect_batch, forward, forward_tensors  # noqa: F401
+from .detect import detect, detect_batch, detect_finish, detect_launch, forward, forward_tensors  # noqa: F401
 from .network import BodyPoseModel, load_body  # noqa: F401
 from .people import Person, people  # noqa: F401
 from .preprocess import NetGeometry, geometry, preprocess  # noqa: F401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -51,10 +52,7 @@ def forward_tensors(model: torch.nn.Module, net_input: np.ndarray, batch: int | 
 
 def forward(model: torch.nn.Module, net_input: np.ndarray, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`forward_tensors` as float32 numpy arrays (one copy of both maps from the device)."""
-    paf, heatmap = forward_tensors(model, net_input, batch)
-    both = torch.cat([paf.flatten(1), heatmap.flatten(1)], 1).cpu().numpy()
-    split = paf[0].numel()
-    return both[:, :split].reshape(paf.shape), both[:, split:].reshape(heatmap.shape)
+    return _host(*forward_tensors(model, net_input, batch))
 
 
 def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +67,86 @@ def detect(model: torch.nn.Module, image_bgr) -> tuple[np.ndarray, np.ndarray]:
     return out.candidate, out.subset
 
 
+@dataclass
+class Launched:
+    """The network maps of a list of images, queued on the model's device and not decoded yet (`detect_launch`,
+    then `detect_finish`). `results` holds the answers already known (images too small for the network)."""
+
+    prepared: list
+    results: list
+    chunks: list  # (image indices, paf, heatmap), one per forward pass
+    on_device: bool
+    device: torch.device
+
+
+def detect_launch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
+           decode_on_device: bool | None = None) -> Launched:
+    """The forward passes of `detect_batch`, queued (on a GPU nothing waits for them here). Every map is held until
+    `detect_finish`, so give it one batch of images, not a whole dataset."""
+    prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
+    results: list = [None] * len(prepared)
+    device = _device_and_dtype(model)[0]
+    on_device = _decodes_on_device(device, decode_on_device)
+    chunks = []
+    for indices in _chunks(prepared, batch_size):
+        net_input = np.concatenate([prepared[i][0] for i in indices])
+        chunks.append((indices, *forward_tensors(model, net_input, batch=batch_size)))
+    return Launched(prepared, results, chunks, on_device, device)
+
+
+def detect_finish(launched: Launched, full: bool = False) -> list:
+    """`detect_batch`'s results for launched maps: one (candidate, subset) per image, or a `Decoded` with `full`."""
+    for indices, paf, heatmap in launched.chunks:
+        _decode_chunk(launched, indices, paf, heatmap, full)
+    launched.chunks = []  # the maps are not needed any more
+    return [out if out is not None else (_empty_decoded() if full else _empty()) for out in launched.results]
+
+
+def _decodes_on_device(device: torch.device, asked: bool | None) -> bool:
+    # On a GPU the maps are decoded where they are (`decode_batch`); on the CPU crop by crop (`decode_full`), which
+    # measured faster there than the batched tensor path (35 against 42-52 ms a crop on 2 cores: cache-sized work).
+    asked = DECODE_ON_DEVICE if asked is None else asked
+    return device.type != "cpu" if asked is None else asked
+
+
+def _chunks(prepared: list, batch_size: int) -> list[list[int]]:
+    """Indices of the images that share forward passes: same network input size, at most `batch_size`."""
+    groups: dict[tuple, list[int]] = {}
+    for index, item in enumerate(prepared):
+        if item is not None:
+            groups.setdefault(item[0].shape, []).append(index)
+    return [indices[start: start + batch_size] for indices in groups.values()
+            for start in range(0, len(indices), batch_size)]
+
+
+def _decode_chunk(launched: Launched, chunk: list[int], paf: torch.Tensor, heatmap: torch.Tensor, full: bool,
+                  bar=None) -> None:
+    """Decode one forward pass's maps into `launched.results`."""
+    prepared, results = launched.prepared, launched.results
+    if launched.on_device:  # the whole chunk at once where its maps are, per image size
+        sizes: dict[tuple, list[int]] = {}
+        for k, i in enumerate(chunk):
+            sizes.setdefault(prepared[i][1].image_hw, []).append(k)
+        for image_hw, ks in sizes.items():
+            index = torch.tensor(ks, device=paf.device)
+            for k, out in zip(ks, decode_batch(paf[index], heatmap[index], image_hw)):
+                results[chunk[k]] = out if full else (out.candidate, out.subset)
+    else:
+        paf, heatmap = _host(paf, heatmap)
+        for k, i in enumerate(chunk):
+            out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=launched.device)
+            results[i] = out if full else (out.candidate, out.subset)
+    if bar is not None:
+        bar.update(len(chunk))
+
+
+def _host(paf: torch.Tensor, heatmap: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps as float32 numpy arrays, in one copy from the device."""
+    both = torch.cat([paf.flatten(1), heatmap.flatten(1)], 1).cpu().numpy()
+    split = paf[0].numel()
+    return both[:, :split].reshape(paf.shape), both[:, split:].reshape(heatmap.shape)
+
+
 def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16, progress: bool = False,
                  overlap: bool | None = None, full: bool = False, decode_on_device: bool | None = None) -> list:
     """`detect` for many images: images whose network inputs have the same size share forward passes of up to
@@ -78,63 +156,35 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
     `overlap` (default: on a GPU) decodes a batch in a worker thread while the next batch's forward runs. On a CPU
     both want the same cores (the forward uses every core, and the decode switches torch to one thread while it
     runs), so there it is off unless asked. `decode_on_device` (default: off the CPU) decodes each batch with
-    `decode_batch` on the model's device; the results are the same either way."""
+    `decode_batch` on the model's device; the results are the same either way. Unlike `detect_launch`, only the maps of
+    the batches in flight are held, so any number of images may be given."""
     prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
-    results: list = [None if p is not None else (_empty_decoded() if full else _empty()) for p in prepared]
-    groups: dict[tuple, list[int]] = {}
-    for index, item in enumerate(prepared):
-        if item is not None:
-            groups.setdefault(item[0].shape, []).append(index)
     device = _device_and_dtype(model)[0]
+    state = Launched(prepared, [None] * len(prepared), [], _decodes_on_device(device, decode_on_device), device)
     if overlap is None:
         overlap = device.type == "cuda"
-    # On a GPU the maps are decoded where they are (`decode_batch`); on the CPU crop by crop (`decode_full`), which
-    # measured faster there than the batched tensor path (35 against 42-52 ms a crop on 2 cores: cache-sized work).
-    if decode_on_device is None:
-        decode_on_device = DECODE_ON_DEVICE
-    on_device = device.type != "cpu" if decode_on_device is None else decode_on_device
     bar = None
     if progress:
         from tqdm import tqdm
         bar = tqdm(total=len(prepared), desc="OpenPose", unit="img", initial=sum(p is None for p in prepared),
                    disable=None)  # quiet when not on a terminal
-
-    def decode_chunk(chunk, paf, heatmap):
-        if on_device:  # the whole chunk at once where its maps are, per image size
-            sizes: dict[tuple, list[int]] = {}
-            for k, i in enumerate(chunk):
-                sizes.setdefault(prepared[i][1].image_hw, []).append(k)
-            for image_hw, ks in sizes.items():
-                index = torch.tensor(ks, device=paf.device)
-                for k, out in zip(ks, decode_batch(paf[index], heatmap[index], image_hw)):
-                    results[chunk[k]] = out if full else (out.candidate, out.subset)
-            if bar is not None:
-                bar.update(len(chunk))
-            return
-        for k, i in enumerate(chunk):
-            out = decode_full(paf[k], heatmap[k], prepared[i][1].image_hw, device=device)
-            results[i] = out if full else (out.candidate, out.subset)
-            if bar is not None:
-                bar.update(1)
-
-    chunks = [indices[start: start + batch_size] for indices in groups.values()
-              for start in range(0, len(indices), batch_size)]
+    chunks = _chunks(prepared, batch_size)
     pool = _decoder() if overlap and len(chunks) > 1 else None
     pending = None
     for chunk in chunks:
         net_input = np.concatenate([prepared[i][0] for i in chunk])
-        maps = (forward_tensors if on_device else forward)(model, net_input, batch=batch_size)
+        paf, heatmap = forward_tensors(model, net_input, batch=batch_size)
         if pool is None:
-            decode_chunk(chunk, *maps)
+            _decode_chunk(state, chunk, paf, heatmap, full, bar)
             continue
         if pending is not None:
             pending.result()  # one batch decoding at a time, in order
-        pending = pool.submit(decode_chunk, chunk, *maps)
+        pending = pool.submit(_decode_chunk, state, chunk, paf, heatmap, full, bar)
     if pending is not None:
         pending.result()
     if bar is not None:
         bar.close()
-    return results
+    return detect_finish(state, full)
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,76 @@
+"""The pipelined runner: a job's batches go through two stages, and on a GPU the stages overlap.
+
+`launch` queues the device work of one batch (SPIN + SMPL, OpenPose's forward) and returns without waiting for it;
+`finish` does what needs the results on the host (decoding the heatmaps, ED, the rows). Run one after the other, a
+GPU waits while the CPU decodes and the CPU waits while the GPU runs the networks. `pipelined` launches batch k + 1
+on the calling thread while a worker thread finishes batch k, so the slower of the two sets the pace; with the
+reading and cropping in `DataLoader` workers and the chunk writing on the calling thread between launches, every
+stage of a job overlaps.
+
+Results come out in input order and equal the serial run's bit for bit: a batch's numbers depend only on that batch,
+never on what ran beside it. On a CPU both stages want the same cores, so there the default is serial (`depth` 0).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The two halves of one batch's work. `launch(item)` runs on the calling thread (device work queued, host
+    copies left for later); `finish(launched)` may run on a worker thread."""
+
+    launch: Callable[[Any], Any]
+    finish: Callable[[Any], Any]
+
+    def __call__(self, item):
+        """Both stages at once: the serial run of one item."""
+        return self.finish(self.launch(item))
+
+
+def default_depth(device) -> int:
+    """How many batches may be finishing while the next launches: 1 on a GPU, 0 (serial) elsewhere."""
+    return 1 if torch.device(device).type == "cuda" else 0
+
+
+def _finish(finish: Callable, launched):
+    # inference mode is per thread: the worker must enter it too, or decoding would record autograd history
+    with torch.inference_mode():
+        return finish(launched)
+
+
+def pipelined(items: Iterable, stages: Stages, depth: int = 0) -> Iterator[tuple[Any, Any]]:
+    """(item, finish(launch(item))) for each item, in order. With `depth` > 0, up to `depth` items finish on a worker
+    thread while the next ones launch. An error in either stage is raised here, after the items already finished
+    were yielded; stopping early (an error in the caller, Ctrl-C) waits for the worker before returning."""
+    if depth <= 0:
+        for item in items:
+            yield item, stages(item)
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshconf-finish")
+    pending: deque = deque()
+    try:
+        for item in items:
+            try:
+                launched = stages.launch(item)
+            except BaseException:
+                while pending:  # what was launched before is still worth keeping (a chunk written is not redone)
+                    done, future = pending.popleft()
+                    yield done, future.result()
+                raise
+            pending.append((item, pool.submit(_finish, stages.finish, launched)))
+            while len(pending) > depth:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
