@@ -4,9 +4,9 @@
     python benchmarks/gpu.py --device cpu --crops 32 --batch 16   # the same table on this machine
 
 Per precision (fp32 with TF32 off, fp32 with TF32, bf16), with recipe weights and one real photo cropped at random
-boxes: the networks alone (the ceilings), each stage of one batch on its own (crop, SPIN + SMPL, OpenPose,
+boxes: the networks alone (the ceilings), each stage of one batch on its own (read + crop, SPIN + SMPL, OpenPose,
 decode crop by crop on the CPU = the old path, decode of the batch on the device = `decode_batch`), and `extract`
-end to end with each decode path. Device time is synchronised before every clock read. The original structure
+end to end with each decode path, serial and through the pipelined runner (`meshconf.engine.runner`). Device time is synchronised before every clock read. The original structure
 (pytorch-openpose's per-image loop) is `benchmarks/speed.py`'s business; its per-crop decode is the "cpu" row here.
 Writes a table and JSON (--json).
 """
@@ -35,6 +35,7 @@ from memory import cpu_name, data_dir  # noqa: E402
 from meshconf import geometry  # noqa: E402
 from meshconf.engine.bundle import load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
+from meshconf.dataset.crops import collate  # noqa: E402
 from meshconf.openpose import decode_batch, decode_full, forward_tensors, preprocess  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
 from meshconf.engine.extraction import extract  # noqa: E402
@@ -63,13 +64,15 @@ def dataset(tmp: pathlib.Path, n: int) -> AnnotatedCrops:
                                       center.copy(), dataset="bench"), tmp)
 
 
-def stage_rows(models, crops: np.ndarray, label: str) -> list[dict]:
+def stage_rows(models, data, crops: np.ndarray, label: str) -> list[dict]:
     """Each stage of one batch on its own, in crops/s."""
     device, n = models.device, len(crops)
     rows = []
 
     def rate(stage, seconds):
         rows.append(dict(precision=label, stage=stage, crops=n, crops_per_s=round(n / seconds, 1)))
+
+    rate("read + crop, one process", timed(device, lambda: collate([data[i] for i in range(n)])))
 
     with torch.inference_mode():
         x = geometry.normalize_crop(crops.astype(np.float32), device).contiguous(memory_format=torch.channels_last)
@@ -88,19 +91,23 @@ def stage_rows(models, crops: np.ndarray, label: str) -> list[dict]:
     return rows
 
 
-def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str) -> list[dict]:
+def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str, workers: int) -> list[dict]:
+    """`extract` end to end: decode crop by crop on the CPU or as a batch on the device, serial or pipelined
+    (`engine.runner`: the next batch's networks run while this one decodes; images read in `workers` processes)."""
     import meshconf.openpose.detect as detect_module
 
     rows = []
-    for on_device in (False, True):
+    for on_device, depth, readers in ((False, 0, 0), (True, 0, 0), (False, 1, workers), (True, 1, workers)):
         detect_module.DECODE_ON_DEVICE = on_device
-        out = tmp / f"x_{label}_{on_device}"
-        extract(models.spin, models.smpl, models.body, data, str(out), "w", batch_size=batch, progress=False,
-                max_batches=1, models=models.settings())  # warm-up batch, not timed
+        out = tmp / f"x_{label}_{on_device}_{depth}"
+        run = dict(batch_size=batch, progress=False, models=models.settings(), depth=depth, workers=readers)
+        extract(models.spin, models.smpl, models.body, data, str(out), "w", max_batches=1, **run)  # warm-up
         seconds = timed(models.device, lambda: extract(models.spin, models.smpl, models.body, data, str(out), "w",
-                                                       batch_size=batch, progress=False, models=models.settings()))
+                                                       **run))
         n = len(data) - batch
-        rows.append(dict(precision=label, stage=f"extract end to end, decode {'on the device' if on_device else 'on the CPU'}",
+        where = "on the device" if on_device else "on the CPU"
+        how = f"pipelined, {readers} readers" if depth else "serial"
+        rows.append(dict(precision=label, stage=f"extract end to end, decode {where}, {how}",
                          crops=n, crops_per_s=round(n / seconds, 1)))
     detect_module.DECODE_ON_DEVICE = None
     return rows
@@ -112,6 +119,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crops", type=int, default=640, help="rows of the extraction (one batch is warm-up)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="image-reading processes of the pipelined runs (default: 4 on a GPU, 0 on the CPU)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "gpu.json"))
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -130,9 +139,10 @@ def main(argv=None) -> int:
                 continue
             models = load_models({"spin", "smpl", "body"}, root, device=args.device, precision=precision,
                                  tf32=tf32, fixed_shapes=True)
-            rows += stage_rows(models, crops, label)
-            rows += extract_rows(models, data, tmp, args.batch, label)
-            for row in rows[-6:]:
+            rows += stage_rows(models, data, crops, label)
+            workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+            rows += extract_rows(models, data, tmp, args.batch, label, workers)
+            for row in rows[-9:]:
                 print(row, flush=True)
     width = max(len(r["stage"]) for r in rows)
     print(f"\n| precision | {'stage'.ljust(width)} | crops/s |\n|---|---|---|")

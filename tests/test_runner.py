@@ -104,3 +104,54 @@ def test_pipelined_extract_equals_the_serial_run_bit_for_bit(tmp_path, tiny_data
         want = np.load(tmp_path / "serial" / f"t_{suffix}.npy")
         for name in ("deep", "batched"):
             np.testing.assert_array_equal(np.load(tmp_path / name / f"t_{suffix}.npy"), want, err_msg=name)
+
+
+@pytest.mark.slow
+def test_pipelined_analyse_crops_equals_serial(demo_data_dir, shared):
+    """MeshConfidence.analyse_crops' path (the demo, qualitative, check-precision): depth 2 against serial."""
+    import cv2
+
+    from meshconf import MeshConfidence, geometry
+    from meshconf.engine.pipeline import analyse_crops
+
+    image = cv2.imread(str(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg"))[:, :, ::-1]
+    h, w = image.shape[:2]
+    crops = [geometry.crop(image, (w / 2 + dx, h / 2), max(h, w) / 200 * s) for dx, s in ((0, 1.0), (20, 0.8),
+                                                                                          (-30, 1.2))]
+    models = MeshConfidence(data_dir=demo_data_dir, device="cpu").models
+    serial = analyse_crops(models, crops, batch_size=1, depth=0)
+    deep = analyse_crops(models, crops, batch_size=1, depth=2)
+    assert len(serial) == len(deep) == 3
+    for a, b in zip(serial, deep):
+        for field in ("vertices", "spin_keypoints_2d", "candidate", "subset", "ed", "conf", "worst_joint_prob", "rotmat"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field), err_msg=field)
+        assert a.p_accurate == b.p_accurate
+
+
+@pytest.mark.slow
+def test_pipelined_sensitivity_equals_serial(tmp_path, tiny_dataset, demo_data_dir, shared, body_model):
+    """The dataset analysis (both models) and the image analysis's OpenPose windows: depth 1 against serial."""
+    import shutil
+
+    from meshconf.dataset.occlusion import Grid, parse_fill
+    from meshconf.engine.options import ModelOptions
+    from meshconf.sensitivity import openpose_sensitivity
+    from meshconf.sensitivity.runner import DatasetOptions, run_dataset
+
+    shutil.copy(shared / "data" / "spin" / "J_regressor_h36m.npy", demo_data_dir)
+    path, root = tiny_dataset
+    for depth in (0, 1):
+        options = DatasetOptions(str(path), str(root), out=str(tmp_path / str(depth)), max_images=2, depth=depth,
+                                 models=ModelOptions(data_dir=str(demo_data_dir), device="cpu", batch_size=1,
+                                                     progress=False))
+        assert run_dataset(options) == 0
+    for model in ("spin", "openpose"):
+        with np.load(tmp_path / "0" / f"{model}_errors.npz") as a, np.load(tmp_path / "1" / f"{model}_errors.npz") as b:
+            np.testing.assert_array_equal(b["errors"], a["errors"], err_msg=model)
+    import cv2
+
+    crop = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))[:, :, ::-1].copy()
+    grid = Grid(224, 112, 112)
+    serial = openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=2, depth=0)
+    deep = openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=2, depth=1)
+    np.testing.assert_array_equal(deep.errors, serial.errors)

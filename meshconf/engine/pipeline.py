@@ -133,54 +133,92 @@ def _op_input(crop_rgb: np.ndarray) -> np.ndarray:
 
 
 def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool = False,
-                  batch_size: int = 16) -> list[CropAnalysis]:
-    """SPIN, SMPL, OpenPose, ED and the estimator for 224x224 RGB uint8 crops, batched."""
-    from ..openpose import detect_batch
+                  batch_size: int = 16, depth: int | None = None) -> list[CropAnalysis]:
+    """SPIN, SMPL, OpenPose, ED and the estimator for 224x224 RGB uint8 crops, batched. `depth` (default: 1 on a
+    GPU, 0 on the CPU): batches finishing on a worker while the next launches (`runner.pipelined`), same results."""
+    from .runner import Stages, default_depth, pipelined
 
+    batches = [crops_rgb[start: start + batch_size] for start in range(0, len(crops_rgb), batch_size)]
+    stages = Stages(lambda crops: _launch(models, crops, batch_size),
+                    lambda launched: _finish(models, launched, legacy_ed))
+    depth = default_depth(next(models.spin.parameters()).device) if depth is None else depth
+    return [analysis for _, analyses in pipelined(batches, stages, depth) for analysis in analyses]
+
+
+@dataclass
+class _Launched:
+    """One batch's device work, queued: SMPL's output, SPIN's camera, OpenPose's maps (`detect_launch`)."""
+
+    crops: list
+    smpl_out: object
+    rotmat: torch.Tensor
+    betas: torch.Tensor
+    camera: torch.Tensor
+    detections: object
+    timings: dict
+
+
+def _launch(models: Models, crops: list, batch_size: int) -> _Launched:
+    from ..openpose import detect_launch
+
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        device = next(models.spin.parameters()).device
+        rotmat, betas, camera = models.spin(geometry.normalize_crop(np.stack(crops), device))
+        t1 = time.perf_counter()
+        out = models.smpl(rotmat, betas)
+    t2 = time.perf_counter()
+    detections = detect_launch(models.body, [_op_input(c) for c in crops], batch_size=batch_size)
+    t3 = time.perf_counter()
+    per = len(crops) / 1e3
+    return _Launched(crops, out, rotmat, betas, camera, detections,
+                     {"spin_ms": (t1 - t0) / per, "smpl_projection_ms": (t2 - t1) / per,
+                      "openpose_ms": (t3 - t2) / per})
+
+
+def _finish(models: Models, launched: _Launched, legacy_ed: bool) -> list[CropAnalysis]:
+    from ..openpose import detect_finish
+
+    t0 = time.perf_counter()
+    crops, out, camera = launched.crops, launched.smpl_out, launched.camera
+    keypoints = geometry.project_spin_joints(out.joints, camera).cpu().numpy()
+    cam_t = geometry.camera_translation(camera).cpu().numpy()
+    vertices = out.vertices.cpu().numpy()
+    smpl_params = [t.float().cpu().numpy().astype(np.float64) for t in (launched.rotmat, launched.betas, camera)]
+    t1 = time.perf_counter()
+    detections = detect_finish(launched.detections)
+    t2 = time.perf_counter()
+    partial = []
+    for k, crop in enumerate(crops):
+        candidate, subset = detections[k]
+        problem = None
+        if not (np.isfinite(keypoints[k]).all() and np.isfinite(vertices[k]).all()):
+            problem = "SPIN produced non-finite outputs for this crop"
+            keypoints[k] = np.nan_to_num(keypoints[k])
+        relative = sp_op.relative_ed(keypoints[k], candidate, subset)
+        legacy = sp_op.demo_ed(keypoints[k], candidate, subset)
+        partial.append((crop, vertices[k], cam_t[k], keypoints[k], candidate, subset, relative, legacy, problem))
+    ed = np.stack([p[7] if legacy_ed else p[6].ed for p in partial]).astype(np.float64)
+    conf = np.stack([p[6].conf for p in partial]).astype(np.float64)
+    prediction = models.estimator.predict(ed, conf)
+    t3 = time.perf_counter()
+    per = len(crops) / 1e3
+    timings = dict(launched.timings)
+    timings["smpl_projection_ms"] += (t1 - t0) / per  # the projection and the copies to the host
+    timings["openpose_ms"] += (t2 - t1) / per  # the forward's launch and the decoding
+    timings["ed_estimator_ms"] = (t3 - t2) / per
     results = []
-    device = next(models.spin.parameters()).device
-    for start in range(0, len(crops_rgb), batch_size):
-        crops = crops_rgb[start: start + batch_size]
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            rotmat, betas, camera = models.spin(geometry.normalize_crop(np.stack(crops), device))
-            t1 = time.perf_counter()
-            out = models.smpl(rotmat, betas)
-            keypoints = geometry.project_spin_joints(out.joints, camera).cpu().numpy()
-            cam_t = geometry.camera_translation(camera).cpu().numpy()
-            vertices = out.vertices.cpu().numpy()
-            smpl_params = [t.float().cpu().numpy().astype(np.float64) for t in (rotmat, betas, camera)]
-        t2 = time.perf_counter()
-        detections = detect_batch(models.body, [_op_input(c) for c in crops], batch_size=batch_size)
-        t3 = time.perf_counter()
-        partial = []
-        for k, crop in enumerate(crops):
-            candidate, subset = detections[k]
-            problem = None
-            if not (np.isfinite(keypoints[k]).all() and np.isfinite(vertices[k]).all()):
-                problem = "SPIN produced non-finite outputs for this crop"
-                keypoints[k] = np.nan_to_num(keypoints[k])
-            relative = sp_op.relative_ed(keypoints[k], candidate, subset)
-            legacy = sp_op.demo_ed(keypoints[k], candidate, subset)
-            partial.append((crop, vertices[k], cam_t[k], keypoints[k], candidate, subset, relative, legacy, problem))
-        ed = np.stack([p[7] if legacy_ed else p[6].ed for p in partial]).astype(np.float64)
-        conf = np.stack([p[6].conf for p in partial]).astype(np.float64)
-        prediction = models.estimator.predict(ed, conf)
-        t4 = time.perf_counter()
-        per = len(crops)
-        timings = {"spin_ms": (t1 - t0) / per * 1e3, "smpl_projection_ms": (t2 - t1) / per * 1e3,
-                   "openpose_ms": (t3 - t2) / per * 1e3, "ed_estimator_ms": (t4 - t3) / per * 1e3}
-        for k, (crop, verts, t, kp, candidate, subset, relative, legacy, problem) in enumerate(partial):
-            joint_error = None if prediction.joint_error is None else prediction.joint_error[k]
-            if problem is None and not np.isfinite(conf[k]).all():
-                problem = "OpenPose produced non-finite confidences for this crop (damaged OpenPose weights?)"
-            elif problem is None and not (np.isfinite(prediction.p_accurate[k])
-                                          and np.isfinite(prediction.worst_joint_prob[k]).all()):
-                problem = "the estimator produced non-finite outputs for this crop (damaged estimator weights?)"
-            results.append(CropAnalysis(crop, verts, t, kp, candidate, subset, relative, legacy, legacy_ed,
-                                        float(prediction.p_accurate[k]), prediction.worst_joint_prob[k],
-                                        joint_error, dict(timings), problem,
-                                        None if prediction.joint_error_bound is None
-                                        else prediction.joint_error_bound[k],
-                                        *(p[k] for p in smpl_params)))
+    for k, (crop, verts, t, kp, candidate, subset, relative, legacy, problem) in enumerate(partial):
+        joint_error = None if prediction.joint_error is None else prediction.joint_error[k]
+        if problem is None and not np.isfinite(conf[k]).all():
+            problem = "OpenPose produced non-finite confidences for this crop (damaged OpenPose weights?)"
+        elif problem is None and not (np.isfinite(prediction.p_accurate[k])
+                                      and np.isfinite(prediction.worst_joint_prob[k]).all()):
+            problem = "the estimator produced non-finite outputs for this crop (damaged estimator weights?)"
+        results.append(CropAnalysis(crop, verts, t, kp, candidate, subset, relative, legacy, legacy_ed,
+                                    float(prediction.p_accurate[k]), prediction.worst_joint_prob[k],
+                                    joint_error, dict(timings), problem,
+                                    None if prediction.joint_error_bound is None
+                                    else prediction.joint_error_bound[k],
+                                    *(p[k] for p in smpl_params)))
     return results

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import constants as C
-from .image import MM, op_points, pelvis, procrustes, spin_j14
+from .image import MM, op_points, pelvis, procrustes, spin_j14_queued
 from ..dataset.occlusion import joint_window
 
 VARIANTS = 1 + C.NUM_J14  # unoccluded, then one per occluded joint
@@ -47,10 +47,19 @@ def spin_variant_errors(spin, smpl, regressor_h36m, variants: np.ndarray, refere
                         batch_size: int = 8) -> dict[str, np.ndarray]:
     """Errors (B,15,14) in mm: `mpjpe` root-aligned, `pa` Procrustes-aligned. `reference_m` (B,14,3) is the ground
     truth; None uses each image's unoccluded prediction."""
-    b = len(variants)
+    return spin_variant_finish(spin_variant_launch(spin, smpl, regressor_h36m, variants, batch_size), reference_m)
+
+
+def spin_variant_launch(spin, smpl, regressor_h36m, variants: np.ndarray, batch_size: int = 8) -> list:
+    """The forward passes of `spin_variant_errors`, queued on the device: (B,15,...) crops -> tensors to finish."""
     flat = variants.reshape(-1, *variants.shape[2:])
-    pred = np.concatenate([spin_j14(spin, smpl, regressor_h36m, flat[s:s + batch_size], batch_size)
-                           for s in range(0, len(flat), batch_size)]).reshape(b, VARIANTS, C.NUM_J14, 3)
+    return [spin_j14_queued(spin, smpl, regressor_h36m, flat[s:s + batch_size], batch_size)
+            for s in range(0, len(flat), batch_size)]
+
+
+def spin_variant_finish(launched: list, reference_m: np.ndarray | None) -> dict[str, np.ndarray]:
+    """`spin_variant_errors` from launched forward passes."""
+    pred = np.concatenate([t.double().cpu().numpy() for t in launched]).reshape(-1, VARIANTS, C.NUM_J14, 3)
     target = pred[:, :1] if reference_m is None else np.asarray(reference_m, dtype=np.float64)[:, None]
     target = np.ascontiguousarray(np.broadcast_to(target, pred.shape))
     mpjpe = np.linalg.norm((pred - pelvis(pred)) - (target - pelvis(target)), axis=-1) * MM
@@ -62,11 +71,23 @@ def spin_variant_errors(spin, smpl, regressor_h36m, variants: np.ndarray, refere
 def openpose_variant_errors(body, variants: np.ndarray, gt_px: np.ndarray, batch_size: int = 8) -> dict:
     """Errors (B,15,14) in crop px against the ground truth; the person is the one closest to the ground truth
     (unknown joints choose with the crop centre)."""
-    from ..openpose import detect_batch
+    return openpose_variant_finish(openpose_variant_launch(body, variants, batch_size), gt_px)
 
-    b = len(variants)
+
+def openpose_variant_launch(body, variants: np.ndarray, batch_size: int = 8):
+    """The forward passes of `openpose_variant_errors`, queued on the device (see `detect_launch`)."""
+    from ..openpose import detect_launch
+
     flat = variants.reshape(-1, *variants.shape[2:])
-    detections = detect_batch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in flat], batch_size=batch_size)
+    return detect_launch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in flat], batch_size=batch_size)
+
+
+def openpose_variant_finish(launched, gt_px: np.ndarray) -> dict:
+    """`openpose_variant_errors` from launched forward passes: decoding, the person, the errors."""
+    from ..openpose import detect_finish
+
+    detections = detect_finish(launched)
+    b = len(detections) // VARIANTS
     errors = np.full((b * VARIANTS, C.NUM_J14), np.nan)
     for i, (candidate, subset) in enumerate(detections):
         reference = np.asarray(gt_px[i // VARIANTS], dtype=np.float64)

@@ -67,6 +67,12 @@ def pelvis(j14: np.ndarray) -> np.ndarray:
 def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray, batch: int | None = None) -> np.ndarray:
     """(B,14,3) metres: SPIN's mesh through the Human3.6M regressor, in J14 order (float crops 0-255). `batch`:
     the batch size a compiled SPIN runs (shorter inputs are padded to it)."""
+    return spin_j14_queued(spin, smpl, regressor_h36m, crops_rgb, batch).double().cpu().numpy()
+
+
+def spin_j14_queued(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray,
+                    batch: int | None = None) -> torch.Tensor:
+    """`spin_j14` left on the model's device (nothing waits for it: the pipelined runner's launch stage)."""
     from ..accel import call_padded
 
     device = next(spin.parameters()).device
@@ -75,7 +81,7 @@ def spin_j14(spin, smpl, regressor_h36m: torch.Tensor, crops_rgb: np.ndarray, ba
         rotmat, betas, _ = call_padded(spin, x, batch or len(x))
         vertices = smpl(rotmat, betas).vertices
         joints = torch.einsum("jv,bvc->bjc", regressor_h36m.to(vertices), vertices)
-    return joints[:, list(C.H36M_TO_J14)].double().cpu().numpy()
+    return joints[:, list(C.H36M_TO_J14)]
 
 
 def _batches(n: int, batch_size: int, desc: str, progress: bool):
@@ -115,8 +121,10 @@ def op_points(candidate, subset, reference_px) -> tuple[np.ndarray, bool]:
 
 
 def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
-                         gt_j14_px: np.ndarray | None = None, progress: bool = False) -> GridResult:
-    from ..openpose import detect_batch, people
+                         gt_j14_px: np.ndarray | None = None, progress: bool = False,
+                         depth: int | None = None) -> GridResult:
+    from ..engine.runner import Stages, default_depth, pipelined
+    from ..openpose import detect_batch, detect_finish, detect_launch, people
 
     crops = occluded_copies(crop_rgb, grid.windows, fill)
     bgr = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
@@ -136,8 +144,11 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
     errors = np.full((len(bgr), C.NUM_J14), np.nan)
     detected = np.zeros((len(bgr), C.NUM_J14), dtype=bool)
     detections = []
-    for s in _batches(len(bgr), batch_size, "OpenPose windows", progress):
-        detections += detect_batch(body, bgr[s:s + batch_size], batch_size=batch_size)
+    # a batch of windows decodes on a worker while the next one's forward runs (on a GPU; see `engine.runner`)
+    stages = Stages(lambda s: detect_launch(body, bgr[s:s + batch_size], batch_size=batch_size), detect_finish)
+    depth = default_depth(next(body.parameters()).device) if depth is None else depth
+    for _, found in pipelined(_batches(len(bgr), batch_size, "OpenPose windows", progress), stages, depth):
+        detections += found
     for k, (candidate, subset) in enumerate(detections):
         points, _ = op_points(candidate, subset, selector)
         detected[k] = np.isfinite(points[:, 0])

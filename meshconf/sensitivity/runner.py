@@ -23,6 +23,7 @@ from . import dataset as ds
 from . import figures
 from ..dataset.groundtruth import GroundTruth3D
 from ..engine.options import ModelOptions
+from ..engine.runner import Stages, default_depth, pipelined
 from .common import load, parts, save_npz
 
 
@@ -38,6 +39,7 @@ class DatasetOptions:
     occ_size: int = 40
     fill: tuple = (123.675, 116.28, 103.53)  # RGB 0-255, ImageNet's mean (`dataset.occlusion.parse_fill`)
     workers: int = 0
+    depth: int | None = None  # batches finishing while the next launches (`engine.runner`); None: 1 on a GPU
     models: ModelOptions = ModelOptions(batch_size=4)
 
 
@@ -56,37 +58,49 @@ def _model_files(model: str, options: DatasetOptions, models) -> dict[str, str]:
     return files
 
 
-def _processor(model: str, options: DatasetOptions, data, models):
-    """(process(batch) -> chunk arrays, reference, unit, array keys) for one model."""
+def _processor(model: str, options: DatasetOptions, data, models) -> tuple[Stages, str, str, tuple]:
+    """(the stages of one batch -> chunk arrays, reference, unit, array keys) for one model. A batch's variant crops
+    are drawn and sent through the network in `launch`; `finish` computes the errors (see `runner.pipelined`)."""
     # On a GPU a whole step (batch-size images x 15 variants) is one forward; on a CPU 8 crops per forward were
     # measured fastest (larger batches spill the caches).
     forward = None if models.device.type == "cuda" else 8
+
+    def variants(batch):
+        v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], options.occ_size, options.fill)
+        return v, occ, forward or v.shape[0] * v.shape[1]
+
     if model == "spin":
         truth = GroundTruth3D(data.annotations, models)
 
-        def process(batch):
-            v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], options.occ_size, options.fill)
-            errors = ds.spin_variant_errors(models.spin, models.smpl, models.regressor_h36m, v,
-                                            truth(batch["index"]), batch_size=forward or v.shape[0] * v.shape[1])
-            return {"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"], "occluded": occ}
+        def launch(batch):
+            v, occ, size = variants(batch)
+            return batch, occ, ds.spin_variant_launch(models.spin, models.smpl, models.regressor_h36m, v, size)
 
-        return process, truth.description, "mm", ("errors", "pa", "occluded")
+        def finish(launched):
+            batch, occ, queued = launched
+            errors = ds.spin_variant_finish(queued, truth(batch["index"]))
+            return _skipped({"index": batch["index"], "errors": errors["mpjpe"], "pa": errors["pa"],
+                             "occluded": occ}, batch)
 
-    def process(batch):
-        v, occ = ds.joint_variants(batch["crop"], batch["joints2d"], options.occ_size, options.fill)
-        return {"index": batch["index"],
-                "errors": ds.openpose_variant_errors(models.body, v, batch["joints2d"],
-                                                     batch_size=forward or v.shape[0] * v.shape[1])["px"],
-                "occluded": occ}
+        return Stages(launch, finish), truth.description, "mm", ("errors", "pa", "occluded")
 
-    return process, "ground truth (2D joints)", "px", ("errors", "occluded")
+    def launch(batch):
+        v, occ, size = variants(batch)
+        return batch, occ, ds.openpose_variant_launch(models.body, v, size)
+
+    def finish(launched):
+        batch, occ, queued = launched
+        errors = ds.openpose_variant_finish(queued, batch["joints2d"])["px"]
+        return _skipped({"index": batch["index"], "errors": errors, "occluded": occ}, batch)
+
+    return Stages(launch, finish), "ground truth (2D joints)", "px", ("errors", "occluded")
 
 
-def _skipping(process):
-    """`process` whose rows with an unusable box (see `AnnotatedCrops.box_problem`) come out as NaN, flagged."""
+def _skipped(arrays: dict, batch: dict) -> dict:
+    """The rows with an unusable box (see `AnnotatedCrops.box_problem`) as NaN, flagged."""
     from ..dataset.crops import skip_rows
 
-    return lambda batch: skip_rows(process(batch), batch)
+    return skip_rows(arrays, batch)
 
 
 def _write_outputs(options: DatasetOptions, model: str, merged: dict, info: dict) -> list:
@@ -138,13 +152,15 @@ def run_dataset(options: DatasetOptions) -> int:
     for model in todo:
         store = ChunkStore(os.path.join(options.out, f".{model}_chunks"))
         with store.lock(rank):
-            process, reference, unit, keys = _processor(model, options, data, models)
-            process, keys = _skipping(process), (*keys, "skipped")
+            stages, reference, unit, keys = _processor(model, options, data, models)
+            keys = (*keys, "skipped")
             store.bind({**settings, "model": model, "reference": reference,
                         "models": models.settings(_model_files(model, options, models))})
             start = time.perf_counter()
-            finished = run_chunked(data, store, process, m.batch_size, f"{model} sensitivity", collate,
-                                   rows=mine, progress=rank == 0 and m.progress, workers=options.workers)
+            depth = default_depth(models.device) if options.depth is None else options.depth
+            finished = run_chunked(data, store, stages, m.batch_size, f"{model} sensitivity", collate,
+                                   rows=mine, progress=rank == 0 and m.progress, workers=options.workers,
+                                   stream=lambda batches: pipelined(batches, stages, depth))
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
                 raise MeshconfError("the analysis stopped before every row was done; run the same command to "
