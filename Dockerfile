@@ -14,12 +14,12 @@ RUN apt-get update && apt-get install -y --no-install-recommends python3 python3
 RUN useradd --create-home --uid 1000 meshconf && mkdir -p /data /opt/meshconf && chown meshconf /data /opt/meshconf
 USER meshconf
 WORKDIR /opt/meshconf
-COPY --chown=meshconf pyproject.toml README.md ./
+COPY --chown=meshconf pyproject.toml requirements.txt README.md ./
 COPY --chown=meshconf meshconf ./meshconf
-# TORCH=cpu: the CPU wheel of the same torch version (2.13.0+cpu satisfies the exact pin)
+# TORCH=cpu: the CPU wheel of the same torch version (2.13.0+cpu satisfies the exact pin of requirements.txt)
 RUN if [ "$TORCH" = "cpu" ]; then export PIP_INDEX_URL=https://download.pytorch.org/whl/cpu \
         PIP_EXTRA_INDEX_URL=https://pypi.org/simple; fi \
-    && python3 -m venv .venv && .venv/bin/python -m pip install -e ".[render]"
+    && python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt -e ".[render]"
 # Model files in /data (MESHCONF_DATA); the fast-load cache too (XDG_CACHE_HOME), so it survives the container.
 ENV PATH=/opt/meshconf/.venv/bin:$PATH MESHCONF_DATA=/data XDG_CACHE_HOME=/data/cache PYOPENGL_PLATFORM=egl
 VOLUME /data

@@ -1,5 +1,5 @@
 """The install story: the README's first command is the Dockerfile's install step, and requirements.txt carries
-exactly pyproject.toml's pins. (`docker build` itself cannot run here.)"""
+one exact pin inside each of pyproject.toml's ranges. (`docker build` itself cannot run here.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import tomllib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-INSTALL = 'python3 -m venv .venv && .venv/bin/python -m pip install -e ".[render]"'
+INSTALL = 'python3 -m venv .venv && .venv/bin/python -m pip install -r requirements.txt -e ".[render]"'
 
 
 def test_readme_first_command_installs_and_runs_the_demo():
@@ -32,13 +32,25 @@ def test_dockerfile_installs_as_the_readme_does():
     assert "XDG_CACHE_HOME=/data/" in docker  # checkpoint.fast_form_dir lives under it
 
 
-def test_requirements_match_pyproject():
+def test_requirements_pin_a_version_inside_each_range():
+    """pyproject.toml: ranges (users with an environment of their own); requirements.txt: one exact pin for each
+    dependency and extra, inside its range; nothing more, nothing less."""
+    from packaging.requirements import Requirement
+
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {d.split("#")[0].strip() for d in project["dependencies"] + project["optional-dependencies"]["render"]}
-    lines = {line.strip() for line in (REPO / "requirements.txt").read_text().splitlines()
-             if line.strip() and not line.startswith("#")}
-    assert lines == wanted
-    assert all("==" in line for line in lines)  # pinned, as the goldens need
+    extras = project["optional-dependencies"]
+    declared = [Requirement(d) for d in project["dependencies"] + extras["render"] + extras["test"]
+                if not d.startswith("meshconf")]
+    pins = [Requirement(line.strip()) for line in (REPO / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert sorted(r.name.lower() for r in pins) == sorted(r.name.lower() for r in declared)
+    ranges = {r.name.lower(): r.specifier for r in declared}
+    for pin in pins:
+        (spec,) = pin.specifier  # exactly one clause: ==version
+        assert spec.operator == "==", pin
+        assert ranges[pin.name.lower()].contains(spec.version), (pin, ranges[pin.name.lower()])
+        assert len(ranges[pin.name.lower()]) == 2, pin  # a floor and a ceiling, never open-ended
+    assert str(next(p for p in pins if p.name == "torch")) == "torch==2.13.0"  # the goldens' torch
 
 
 def test_one_version():
