@@ -34,9 +34,9 @@ from memory import cpu_name, data_dir  # noqa: E402
 
 from meshconf import geometry  # noqa: E402
 from meshconf.engine.bundle import load_models  # noqa: E402
-from meshconf.dataset import AnnotatedCrops, Annotations  # noqa: E402
+from meshconf.dataset import AnnotatedCrops, Annotations, save_annotations  # noqa: E402
 from meshconf.dataset.crops import collate  # noqa: E402
-from meshconf.openpose import decode_batch, decode_full, forward_tensors, preprocess  # noqa: E402
+from meshconf.openpose import decode_batch, decode_full, forward, forward_tensors, preprocess  # noqa: E402
 from meshconf.runtime import synchronize  # noqa: E402
 from meshconf.engine.extraction import extract  # noqa: E402
 
@@ -60,8 +60,9 @@ def dataset(tmp: pathlib.Path, n: int) -> AnnotatedCrops:
     rng = np.random.default_rng(0)
     center = np.array([150.0, 160.0]) + rng.uniform(-15, 15, (n, 2))
     joints = center[:, None] + rng.uniform(-60, 60, (n, 14, 2))
-    return AnnotatedCrops(Annotations(np.array(["b.jpg"] * n), center, rng.uniform(0.9, 1.2, n), joints,
-                                      center.copy(), dataset="bench"), tmp)
+    save_annotations(tmp / "bench.npz", Annotations(np.array(["b.jpg"] * n), center, rng.uniform(0.9, 1.2, n),
+                                                    joints, center.copy(), dataset="bench"))
+    return AnnotatedCrops(tmp / "bench.npz", tmp)
 
 
 def stage_rows(models, data, crops: np.ndarray, label: str) -> list[dict]:
@@ -113,12 +114,78 @@ def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str, worker
     return rows
 
 
+def original_rows(models, data, n: int, label: str) -> list[dict]:
+    """The original structure on this device: SPIN + SMPL on batches of 16, then OpenPose one image at a time,
+    decoded by pytorch-openpose's decoder (transcribed in tests/reference_body.py) or by meshconf's (`decode_full`)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    import reference_body
+
+    device = models.device
+    crops = np.stack([data[i]["crop"] for i in range(n)]).astype(np.float32)
+    decoders = {"pytorch-openpose's decoder": lambda paf, heat, hw: reference_body.decode(paf, heat, hw),
+                "meshconf's decoder": lambda paf, heat, hw: decode_full(paf[0], heat[0], hw)}
+    rows = []
+    for name, decoder in decoders.items():
+        def run():
+            for s in range(0, n, 16):
+                with torch.inference_mode():
+                    x = geometry.normalize_crop(crops[s:s + 16], device)
+                    rotmat, betas, camera = models.spin(x)
+                    geometry.project_spin_joints(models.smpl(rotmat, betas).joints, camera).cpu()
+                for crop in crops[s:s + 16]:
+                    image = np.ascontiguousarray(crop[:, :, ::-1])
+                    net_input, _ = reference_body.preprocess(image)
+                    paf, heat = forward(models.body, net_input)
+                    decoder(paf, heat, image.shape[:2])
+
+        seconds = timed(device, run)
+        rows.append(dict(precision=label, stage=f"original structure, {name}", crops=n,
+                         crops_per_s=round(n / seconds, 1)))
+    return rows
+
+
+def job_rows(models, data, root: pathlib.Path, tmp: pathlib.Path, label: str, precision: str, tf32: bool,
+             images: int, crops: int, workers: int) -> list[dict]:
+    """The dataset sensitivity analysis (OpenPose and SPIN, 15 variant crops an image) and the demo's path on a
+    folder of `crops` person crops (`analyse_crops`: SPIN, SMPL, OpenPose, ED, the estimator), serial and
+    pipelined."""
+    from meshconf.engine.options import ModelOptions
+    from meshconf.engine.pipeline import analyse_crops
+    from meshconf.sensitivity.runner import DatasetOptions, run_dataset
+
+    device = models.device
+    shutil.copy(SHARED / "data" / "spin" / "J_regressor_h36m.npy", root)
+    rows = []
+    for model in ("openpose", "spin"):
+        for depth in (0, 1):
+            options = DatasetOptions(str(tmp / "bench.npz"), str(tmp), out=str(tmp / f"s_{label}_{model}_{depth}"),
+                                     model=model, max_images=images, depth=depth, workers=workers,
+                                     models=ModelOptions(data_dir=str(root), device=str(device), precision=precision,
+                                                         tf32=tf32, batch_size=8, progress=False, compile="off"))
+            run_dataset(DatasetOptions(**{**options.__dict__, "max_images": 8, "out": options.out + "_warm"}))
+            run_dataset(options)  # its own clock: the rows only, not loading the models
+            seconds = json.loads((pathlib.Path(options.out) / f"{model}_summary.json").read_text())["seconds_this_run"]
+            rows.append(dict(precision=label, stage=f"sensitivity dataset, {model}, {'pipelined' if depth else 'serial'}",
+                             crops=images * 15, crops_per_s=round(images * 15 / seconds, 1)))
+    person = [data[i]["crop"] for i in range(crops)]
+    analyse_crops(models, person[:16], depth=0)  # warm-up
+    for depth in (0, 1):
+        seconds = timed(device, lambda: analyse_crops(models, person, batch_size=16, depth=depth))
+        rows.append(dict(precision=label, stage=f"demo path (analyse_crops), {'pipelined' if depth else 'serial'}",
+                         crops=crops, crops_per_s=round(crops / seconds, 1)))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--crops", type=int, default=640, help="rows of the extraction (one batch is warm-up)")
+    parser.add_argument("--crops", type=int, default=384, help="rows of the extraction (one batch is warm-up)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
+    parser.add_argument("--original-crops", type=int, default=32, help="crops of the original structure (slow)")
+    parser.add_argument("--sensitivity-images", type=int, default=32, help="images of the dataset sensitivity runs")
+    parser.add_argument("--demo-crops", type=int, default=64)
+    parser.add_argument("--tests-log", help="a log whose last lines go into the JSON (gpu_check.sh's test run)")
     parser.add_argument("--workers", type=int, default=None,
                         help="image-reading processes of the pipelined runs (default: 4 on a GPU, 0 on the CPU)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "gpu.json"))
@@ -141,15 +208,21 @@ def main(argv=None) -> int:
                                  tf32=tf32, fixed_shapes=True)
             rows += stage_rows(models, data, crops, label)
             workers = args.workers if args.workers is not None else (4 if device.type == "cuda" else 0)
+            start = len(rows)
             rows += extract_rows(models, data, tmp, args.batch, label, workers)
-            for row in rows[-9:]:
+            if label == "fp32" and args.original_crops:
+                rows += original_rows(models, data, args.original_crops, label)
+            rows += job_rows(models, data, root, tmp, label, precision, tf32, args.sensitivity_images,
+                             args.demo_crops, workers)
+            for row in rows[start:]:
                 print(row, flush=True)
     width = max(len(r["stage"]) for r in rows)
     print(f"\n| precision | {'stage'.ljust(width)} | crops/s |\n|---|---|---|")
     for r in rows:
         print(f"| {r['precision']} | {r['stage'].ljust(width)} | {r['crops_per_s']} |")
     result = dict(benchmark="gpu", cpu=cpu_name(), cores=os.cpu_count(), device=gpu or args.device,
-                  torch=torch.__version__, batch=args.batch, rows=rows)
+                  torch=torch.__version__, batch=args.batch, rows=rows,
+                  tests_log=pathlib.Path(args.tests_log).read_text()[-2000:] if args.tests_log else None)
     pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
     print(f"wrote {args.json}")

@@ -86,8 +86,9 @@ def smpl_layer(shared):
 
 
 @pytest.fixture(scope="session")
-def openpose_weights(tmp_path_factory, shared):
-    """Seed-0 recipe weights written as a `body_pose_model.pth` (flat dict of file keys)."""
+def openpose_weights(tmp_path_factory):
+    """Seed-0 recipe weights written as a `body_pose_model.pth` (flat dict of file keys): made by code, so the
+    tests of OpenPose that need no golden run in a clone alone."""
     from meshconf.models.recipe import write_openpose_weights
 
     path = tmp_path_factory.mktemp("weights") / "body_pose_model.pth"

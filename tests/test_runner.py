@@ -75,7 +75,7 @@ def test_stopping_early_waits_for_the_worker():
     count = len(finished)
     time.sleep(0.1)
     assert len(finished) == count <= 3  # nothing still running behind the caller's back
-    assert default_depth("cpu") == 0 and default_depth("cuda") == 1
+    assert default_depth("cpu") == default_depth("cuda") == 1
 
 
 @pytest.mark.slow
@@ -155,3 +155,25 @@ def test_pipelined_sensitivity_equals_serial(tmp_path, tiny_dataset, demo_data_d
     serial = openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=2, depth=0)
     deep = openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=2, depth=1)
     np.testing.assert_array_equal(deep.errors, serial.errors)
+
+
+def test_gpu_batch_defaults():
+    """No --batch-size: the CPU default on the CPU, the larger GPU default on a GPU; a given size is kept on both."""
+    import argparse
+
+    from meshconf.engine.options import ModelOptions
+    from meshconf.jobs import extract, sensitivity
+
+    def options(module, argv):
+        parser = argparse.ArgumentParser()
+        module.add_arguments(parser)
+        return ModelOptions.from_args(parser.parse_args(argv))
+
+    plain = options(extract, ["--annotations", "a.npz", "--images", ".", "--out", "o", "--name", "n"])
+    assert (plain.batch_for("cpu"), plain.batch_for("cuda"), plain.batch_for("cuda:1")) == (16, 128, 128)
+    given = options(extract, ["--annotations", "a.npz", "--images", ".", "--out", "o", "--name", "n", "--batch-size", "8"])
+    assert (given.batch_for("cpu"), given.batch_for("cuda")) == (8, 8)
+    data = options(sensitivity, ["dataset", "--annotations", "a.npz", "--images", "."])
+    assert (data.batch_for("cpu"), data.batch_for("cuda")) == (4, 16)
+    image = options(sensitivity, ["image", "x.jpg"])
+    assert image.batch_for("cuda") == image.batch_for("cpu") == 8

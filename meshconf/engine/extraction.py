@@ -154,7 +154,7 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
     folder is not needed) and rank 0 gathers the finished shards and writes the arrays in the dataset's order.
     A row's result depends only on the row (and the seed), so any world size gives the same arrays.
 
-    `depth` (default: 1 on a GPU, 0 on the CPU) is how many batches decode on a worker thread while the next
+    `depth` (default: `runner.default_depth`, 1) is how many batches decode on a worker thread while the next
     batch's networks run (see `runner.pipelined`); the arrays are the same for every depth."""
     store = _store(out, name)
     device = next(spin.parameters()).device

@@ -11,8 +11,9 @@ from ..runtime import PRECISIONS
 
 
 def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops per forward pass",
-                      precision: bool = True) -> None:
-    """`precision=False` for a job that chooses the precision itself (check-precision runs both)."""
+                      precision: bool = True, gpu_batch: int | None = None) -> None:
+    """`precision=False` for a job that chooses the precision itself (check-precision runs both). `gpu_batch`: the
+    batch size when the models land on a GPU and the user gave none (`ModelOptions.batch_for`)."""
     group = parser.add_argument_group("models and hardware")
     group.add_argument("--data-dir", help="model files folder (default: $MESHCONF_DATA or ~/.cache/meshconf)")
     group.add_argument("--checkpoint", help="SPIN checkpoint (default: model_checkpoint.pt in the data folder)")
@@ -35,13 +36,19 @@ def add_model_options(parser, batch_default: int = 16, batch_help: str = "crops 
                        help="do not download missing public model files (also: MESHCONF_OFFLINE=1)")
     group.add_argument("--no-progress", action="store_true",
                        help="no progress bars (they are also off when the output is not a terminal)")
-    group.add_argument("--batch-size", type=int, default=batch_default,
-                       help=f"{batch_help} (default: %(default)s)")
+    if gpu_batch is None:
+        group.add_argument("--batch-size", type=int, default=batch_default,
+                           help=f"{batch_help} (default: %(default)s)")
+    else:
+        group.add_argument("--batch-size", type=int, default=None,
+                           help=f"{batch_help} (default: {batch_default}; {gpu_batch} on a GPU, where the networks "
+                                f"need large batches to be busy)")
+        parser.set_defaults(batch_defaults=(batch_default, gpu_batch))
 
 
 def check_model_options(args) -> None:
     """Ranges, before any model loads."""
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise MeshconfError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.threads is not None and args.threads < 1:
         raise MeshconfError(f"--threads must be at least 1, got {args.threads}")
@@ -76,13 +83,21 @@ class ModelOptions:
     offline: bool = False
     batch_size: int = 16
     progress: bool = True
+    gpu_batch_size: int | None = None  # used instead of batch_size on a GPU (the user gave no --batch-size)
 
     @classmethod
     def from_args(cls, args) -> "ModelOptions":
         return cls(data_dir=args.data_dir, checkpoint=args.checkpoint, device=args.device,
                    precision=getattr(args, "precision", "float32"), tf32=args.tf32, threads=args.threads,
-                   compile=getattr(args, "compile", "auto"), offline=args.offline, batch_size=args.batch_size,
+                   compile=getattr(args, "compile", "auto"), offline=args.offline,
+                   batch_size=args.batch_size if args.batch_size is not None else args.batch_defaults[0],
+                   gpu_batch_size=args.batch_defaults[1] if args.batch_size is None else None,
                    progress=not args.no_progress)
+
+    def batch_for(self, device) -> int:
+        """The batch size on `device`: the GPU default when the models are on a GPU and none was given."""
+        on_gpu = str(device).startswith("cuda")  # "cuda", "cuda:1" or such a torch.device
+        return self.gpu_batch_size if on_gpu and self.gpu_batch_size else self.batch_size
 
     def choice(self, items: int | None = None) -> dict:
         """The keyword arguments of `bundle.load_models` / `MeshConfidence`; `items` is how many crops the job

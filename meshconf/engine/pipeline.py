@@ -134,8 +134,9 @@ def _op_input(crop_rgb: np.ndarray) -> np.ndarray:
 
 def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool = False,
                   batch_size: int = 16, depth: int | None = None) -> list[CropAnalysis]:
-    """SPIN, SMPL, OpenPose, ED and the estimator for 224x224 RGB uint8 crops, batched. `depth` (default: 1 on a
-    GPU, 0 on the CPU): batches finishing on a worker while the next launches (`runner.pipelined`), same results."""
+    """SPIN, SMPL, OpenPose, ED and the estimator for 224x224 RGB uint8 crops, batched. `depth` (default 1, see
+    `runner.default_depth`): batches finishing on a worker while the next launches (`runner.pipelined`), same
+    results."""
     from .runner import Stages, default_depth, pipelined
 
     batches = [crops_rgb[start: start + batch_size] for start in range(0, len(crops_rgb), batch_size)]

@@ -8,7 +8,7 @@ reading and cropping in `DataLoader` workers and the chunk writing on the callin
 stage of a job overlaps.
 
 Results come out in input order and equal the serial run's bit for bit: a batch's numbers depend only on that batch,
-never on what ran beside it. On a CPU both stages want the same cores, so there the default is serial (`depth` 0).
+never on what ran beside it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,11 @@ class Stages:
 
 
 def default_depth(device) -> int:
-    """How many batches may be finishing while the next launches: 1 on a GPU, 0 (serial) elsewhere."""
-    return 1 if torch.device(device).type == "cuda" else 0
+    """How many batches may be finishing while the next launches: 1 on every device. On a GPU the two stages use
+    different hardware; on the CPU they share the cores, yet extract measured 3-4% faster pipelined than serial
+    (AMD EPYC Zen 4, 2 cores, fp32 and bf16, every pipelined round faster than every serial one:
+    benchmarks/runner.py), since the decoder's single-threaded stretches leave a core free."""
+    return 1 if torch.device(device).type in ("cuda", "cpu") else 0
 
 
 def _finish(finish: Callable, launched):

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 
 from ..engine.extraction import extract
-from ..engine.options import add_model_options, check_model_options, model_choice
+from ..engine.options import ModelOptions, add_model_options, check_model_options, model_choice
 from ..errors import MeshconfError
 from ..files.chunks import distributed, finish
 
@@ -41,7 +41,7 @@ def add_arguments(parser) -> None:
                         help="also write <name>_signals.npy: per-crop signals beyond ED (SPIN's iteration steps, "
                              "flip disagreement, OpenPose peak ambiguity and limb scores, crowding, box size, border "
                              "joints, signed offsets; meshconf.sp_op.signals). Costs a second SPIN pass (the mirrored crop)")
-    add_model_options(parser, 16, "crops per forward pass")
+    add_model_options(parser, 16, "crops per forward pass", gpu_batch=128)
     parser.add_argument("--workers", type=int, default=0,
                         help="image-reading processes (default: 0, reading in the main process; use 4-8 on a GPU)")
     parser.add_argument("--strict", action="store_true",
@@ -65,7 +65,8 @@ def run(args) -> int:
             "tf32": models.tf32, "compiled": sorted(models.compiled), "occluded": args.occlude,
             "occ_size": args.occ_size, "seed": args.seed,
             "processes": world}
-    if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, args.batch_size,
+    batch = ModelOptions.from_args(args).batch_for(models.device)
+    if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, batch,
                    args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
                    rank=rank, world=world,
                    workers=args.workers, models=models.settings(), info=info, signals=args.signals,

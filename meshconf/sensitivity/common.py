@@ -11,7 +11,7 @@ from ..files.fileio import json_bytes, write_atomic
 from ..engine.options import ModelOptions, add_model_options
 
 
-def add_common(p, batch_help: str, batch_default: int) -> None:
+def add_common(p, batch_help: str, batch_default: int, gpu_batch: int | None = None) -> None:
     p.add_argument("--model", choices=("spin", "openpose", "both"), default="both",
                    help="which network to analyse (default: %(default)s)")
     p.add_argument("--occ-size", type=int, default=40, help="occluder side in crop px (default: %(default)s)")
@@ -19,7 +19,7 @@ def add_common(p, batch_help: str, batch_default: int) -> None:
                    "(default: %(default)s)")
     p.add_argument("--pixel-normalised", type=float, help="the original's --pixel value (normalised space); "
                    "overrides --fill")
-    add_model_options(p, batch_default, batch_help)
+    add_model_options(p, batch_default, batch_help, gpu_batch=gpu_batch)
 
 
 PARTS = {"spin": {"spin", "smpl", "regressor_h36m"}, "openpose": {"body"}}

@@ -39,7 +39,7 @@ class DatasetOptions:
     occ_size: int = 40
     fill: tuple = (123.675, 116.28, 103.53)  # RGB 0-255, ImageNet's mean (`dataset.occlusion.parse_fill`)
     workers: int = 0
-    depth: int | None = None  # batches finishing while the next launches (`engine.runner`); None: 1 on a GPU
+    depth: int | None = None  # batches finishing while the next launches (`engine.runner`); None: its default
     models: ModelOptions = ModelOptions(batch_size=4)
 
 
@@ -158,7 +158,7 @@ def run_dataset(options: DatasetOptions) -> int:
                         "models": models.settings(_model_files(model, options, models))})
             start = time.perf_counter()
             depth = default_depth(models.device) if options.depth is None else options.depth
-            finished = run_chunked(data, store, stages, m.batch_size, f"{model} sensitivity", collate,
+            finished = run_chunked(data, store, stages, m.batch_for(models.device), f"{model} sensitivity", collate,
                                    rows=mine, progress=rank == 0 and m.progress, workers=options.workers,
                                    stream=lambda batches: pipelined(batches, stages, depth))
             complete, merged = collect(store, keys, mine, finished, rank, world)
@@ -177,7 +177,7 @@ def run_dataset(options: DatasetOptions) -> int:
                     "annotations": os.path.abspath(options.annotations), "dataset": data.annotations.dataset,
                     "occ_size": options.occ_size, "fill_rgb": list(fill), "every": options.every,
                     "variants": "row 0 unoccluded, row 1+k joint k occluded; columns are the measured J14 joints",
-                    "seconds_this_run": round(seconds, 1)}
+                    "seconds_this_run": round(seconds, 3)}
             summary = _write_outputs(options, model, merged, info)
         worst = max(summary, key=lambda r: r.increase if np.isfinite(r.increase) else -np.inf)
         print(f"{model}: {len(rows)} images x 15 variants ({seconds:.1f} s this run); largest increase when "
