@@ -149,5 +149,5 @@ def run_torchrun(job: str, args: list[str], processes: int = 2) -> None:
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", str(processes), "-m", "meshconf", job, *args],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True)  # no deadline: a busy machine may take long
     assert done.returncode == 0, done.stderr[-3000:]

@@ -299,7 +299,7 @@ def test_train_job_reproduces_bit_for_bit_in_fresh_processes(shared, tmp_path):
 
     def job(*argv):
         done = subprocess.run([sys.executable, "-m", "meshconf", *argv], env=env,
-                              capture_output=True, text=True, timeout=600)
+                              capture_output=True, text=True)  # no deadline: training's pace depends on the load
         assert done.returncode == 0, done.stderr[-2000:]
 
     job("prepare", "--data", str(subset), "--out", str(tmp_path / "prep"), "--split", "frames")
@@ -433,8 +433,8 @@ def test_signals_flow_from_arrays_through_prepare_train_and_evaluate(tmp_path):
 
     # in a fresh process: training switches MKL to its reproducible mode for the rest of the process it runs in
     done = subprocess.run([sys.executable, "-m", "meshconf", "train", "--prepared", str(tmp_path / "prep"), "--out",
-                           str(tmp_path / "w"), "--model", "default", "--no-progress"], capture_output=True, text=True,
-                          timeout=600)
+                           str(tmp_path / "w"), "--model", "default", "--no-progress"], capture_output=True, text=True)
+    # no deadline above: the same training took 5 minutes alone and 47 beside other work
     assert done.returncode == 0, done.stderr[-2000:]
     est = load_file(tmp_path / "w" / "meshconf_v2.safetensors")
     assert est.needs_signals and est.metadata["signals"][0] == "spin_step_pose_1"
