@@ -39,18 +39,29 @@ def need_shared(*relpaths: str) -> pathlib.Path:
     return SHARED
 
 
+GOLDEN_IN_REPO = REPO / "tests" / "golden"  # the goldens with no third-party content (its README)
+
+
+def golden_path(name: str) -> pathlib.Path:
+    """A golden file: from the repository when it is kept there, else from ../shared/golden (skip or fail without)."""
+    own = GOLDEN_IN_REPO / name
+    if own.exists():
+        return own
+    return need_shared(f"golden/{name}") / "golden" / name
+
+
 @pytest.fixture(scope="session")
 def shared():
     return need_shared("golden", "data")
 
 
 @pytest.fixture(scope="session")
-def golden(shared):
+def golden():
     cache = {}
 
     def load(name):
         if name not in cache:
-            cache[name] = dict(np.load(shared / "golden" / name))
+            cache[name] = dict(np.load(golden_path(name)))
         return cache[name]
 
     return load
@@ -68,6 +79,18 @@ def spin_checkpoint(tmp_path_factory, mean_params):
 
     path = tmp_path_factory.mktemp("weights") / "model_checkpoint.pt"
     write_spin_checkpoint(path, 0, mean_params)
+    return path
+
+
+@pytest.fixture(scope="session")
+def loadable_spin_checkpoint(tmp_path_factory):
+    """Recipe weights in SPIN's checkpoint format with recipe-made mean-parameter buffers: for tests of the loader's
+    refusals, which need a well-formed file but no golden numbers (and so no ../shared)."""
+    from meshconf.models.recipe import write_spin_checkpoint
+
+    path = tmp_path_factory.mktemp("weights") / "loadable_checkpoint.pt"
+    identity_6d = np.tile(np.array([1, 0, 0, 1, 0, 0], np.float32), 24)  # every joint unrotated
+    write_spin_checkpoint(path, 0, {"pose": identity_6d, "shape": np.zeros(10), "cam": np.array([0.9, 0, 0])})
     return path
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import golden_path
 from meshconf import constants as C
 from meshconf.classifier import data as D
 from meshconf.classifier import load, load_file
@@ -84,10 +85,10 @@ def test_prepare_is_seeded_and_disjoint(tmp_path):
     assert len(csv) - 1 == len(p1.original("train"))
 
 
-def test_original_models_match_demo_golden(golden, shared):
+def test_original_models_match_demo_golden(golden):
     """The paper's MLPs, with the seed-0 recipe weights, reproduce the demo's classifier outputs."""
     g = golden("ed_demo_golden.npz")
-    manifest = json.loads((shared / "golden" / "manifest_meshconfidence_classifiers.json").read_text())["keys"]
+    manifest = json.loads(golden_path("manifest_meshconfidence_classifiers.json").read_text())["keys"]
     net = OriginalModels()
     for prefix, module in (("classifier_mesh.", net.mc), ("classifier_wj.", net.wj)):
         shapes = {k[len(prefix):]: v["shape"] for k, v in manifest.items() if k.startswith(prefix)}

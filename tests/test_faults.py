@@ -549,10 +549,11 @@ def test_text_file_as_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("dtype, message", [(torch.float16, "is float16"), (torch.int32, "is int32"),
                                             (torch.complex64, "is complex64"), (None, "NaN or infinite")])
-def test_checkpoints_of_other_precision_or_non_finite_are_refused(tmp_path, spin_checkpoint, dtype, message):
+def test_checkpoints_of_other_precision_or_non_finite_are_refused(tmp_path, loadable_spin_checkpoint, dtype,
+                                                                 message):
     from meshconf.models import load_spin
 
-    state = torch.load(spin_checkpoint, weights_only=True)
+    state = torch.load(loadable_spin_checkpoint, weights_only=True)
     key = "fc1.weight"
     model = state["model"]
     model[key] = model[key].to(dtype) if dtype is not None else model[key].clone().fill_(float("nan"))

@@ -4,7 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_matches_checksums
+from conftest import assert_matches_checksums, golden_path
 import torch
 
 from meshconf.errors import MeshconfError
@@ -13,8 +13,8 @@ from meshconf.models.hmr import HMR
 from meshconf.models.recipe import hmr_recipe
 
 
-def test_state_dict_matches_spin_manifest(shared):
-    manifest = json.loads((shared / "golden" / "manifest_spin_hmr.json").read_text())["keys"]
+def test_state_dict_matches_spin_manifest():
+    manifest = json.loads(golden_path("manifest_spin_hmr.json").read_text())["keys"]
     state = HMR().state_dict()
     assert list(state) == list(manifest)  # same keys, same order
     for key, spec in manifest.items():
@@ -22,8 +22,8 @@ def test_state_dict_matches_spin_manifest(shared):
         assert str(state[key].dtype).replace("torch.", "") == spec["dtype"], key
 
 
-def test_recipe_weights_match_checksums(shared, mean_params):
-    checks = json.loads((shared / "golden" / "weights_checksums_seed0.json").read_text())["hmr"]
+def test_recipe_weights_match_checksums(mean_params):
+    checks = json.loads(golden_path("weights_checksums_seed0.json").read_text())["hmr"]
     assert_matches_checksums(hmr_recipe(0, mean_params), checks)
 
 
@@ -84,8 +84,8 @@ def _one_line(exc_info):
     return message
 
 
-def test_loader_errors_are_one_line(tmp_path, spin_checkpoint):
-    state = torch.load(spin_checkpoint, weights_only=True)["model"]
+def test_loader_errors_are_one_line(tmp_path, loadable_spin_checkpoint):
+    state = torch.load(loadable_spin_checkpoint, weights_only=True)["model"]
     with pytest.raises(MeshconfError) as e:
         load_spin(tmp_path / "nope.pt")
     assert "not found" in _one_line(e) and "nope.pt" in str(e.value)
@@ -109,7 +109,7 @@ def test_loader_errors_are_one_line(tmp_path, spin_checkpoint):
     assert "misshapen: deccam.weight (4, 1024) != (3, 1024)" in _one_line(e)
 
     truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(spin_checkpoint.read_bytes()[:100_000])
+    truncated.write_bytes(loadable_spin_checkpoint.read_bytes()[:100_000])
     with pytest.raises(MeshconfError) as e:
         load_spin(truncated)
     assert "truncated" in _one_line(e)

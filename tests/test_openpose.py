@@ -5,7 +5,7 @@ import pickle
 
 import numpy as np
 import pytest
-from conftest import assert_matches_checksums
+from conftest import assert_matches_checksums, golden_path
 import torch
 
 import reference_body
@@ -19,16 +19,16 @@ from meshconf.models.recipe import openpose_recipe
 
 
 # ---------------------------------------------------------------------------------------------------- network
-def test_state_dict_matches_file_manifest(shared):
-    manifest = json.loads((shared / "golden" / "manifest_openpose_body.json").read_text())["keys"]
+def test_state_dict_matches_file_manifest():
+    manifest = json.loads(golden_path("manifest_openpose_body.json").read_text())["keys"]
     state = BodyPoseModel().state_dict()
     assert list(state) == [spec["module_key"] for spec in manifest.values()]  # same order as the file
     for file_key, spec in manifest.items():
         assert list(state[spec["module_key"]].shape) == spec["shape"], file_key
 
 
-def test_recipe_weights_match_checksums(shared):
-    checks = json.loads((shared / "golden" / "weights_checksums_seed0.json").read_text())["openpose_body_file_keys"]
+def test_recipe_weights_match_checksums():
+    checks = json.loads(golden_path("weights_checksums_seed0.json").read_text())["openpose_body_file_keys"]
     assert_matches_checksums(openpose_recipe(0), checks)
 
 
