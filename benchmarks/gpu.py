@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from memory import cpu_name, data_dir  # noqa: E402
 
 from meshconf import geometry  # noqa: E402
-from meshconf.engine.bundle import load_models  # noqa: E402
+from meshconf.engine.bundle import DEMO_PARTS, load_models  # noqa: E402
 from meshconf.dataset import AnnotatedCrops, Annotations, save_annotations  # noqa: E402
 from meshconf.dataset.crops import collate  # noqa: E402
 from meshconf.openpose import decode_batch, decode_full, forward, forward_tensors, preprocess  # noqa: E402
@@ -168,6 +168,7 @@ def job_rows(models, data, root: pathlib.Path, tmp: pathlib.Path, label: str, pr
             rows.append(dict(precision=label, stage=f"sensitivity dataset, {model}, {'pipelined' if depth else 'serial'}",
                              crops=images * 15, crops_per_s=round(images * 15 / seconds, 1)))
     person = [data[i]["crop"] for i in range(crops)]
+    models = load_models(DEMO_PARTS, root, device=str(device), precision=precision, tf32=tf32)  # with the estimator
     analyse_crops(models, person[:16], depth=0)  # warm-up
     for depth in (0, 1):
         seconds = timed(device, lambda: analyse_crops(models, person, batch_size=16, depth=depth))
@@ -179,11 +180,11 @@ def job_rows(models, data, root: pathlib.Path, tmp: pathlib.Path, label: str, pr
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--crops", type=int, default=384, help="rows of the extraction (one batch is warm-up)")
+    parser.add_argument("--crops", type=int, default=256, help="rows of the extraction (one batch is warm-up)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--precisions", default="fp32,tf32,bf16")
-    parser.add_argument("--original-crops", type=int, default=32, help="crops of the original structure (slow)")
-    parser.add_argument("--sensitivity-images", type=int, default=32, help="images of the dataset sensitivity runs")
+    parser.add_argument("--original-crops", type=int, default=16, help="crops of the original structure (slow)")
+    parser.add_argument("--sensitivity-images", type=int, default=16, help="images of the dataset sensitivity runs")
     parser.add_argument("--demo-crops", type=int, default=64)
     parser.add_argument("--tests-log", help="a log whose last lines go into the JSON (gpu_check.sh's test run)")
     parser.add_argument("--workers", type=int, default=None,
