@@ -30,7 +30,7 @@ SHARED = pathlib.Path(os.environ.get("MESHCONF_SHARED", REPO.parent / "shared"))
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from memory import cpu_name, data_dir  # noqa: E402
+from memory import cpu_name, data_dir, write_result  # noqa: E402
 
 from meshconf import geometry  # noqa: E402
 from meshconf.engine.bundle import DEMO_PARTS, load_models  # noqa: E402
@@ -224,9 +224,7 @@ def main(argv=None) -> int:
     result = dict(benchmark="gpu", cpu=cpu_name(), cores=os.cpu_count(), device=gpu or args.device,
                   torch=torch.__version__, batch=args.batch, rows=rows,
                   tests_log=pathlib.Path(args.tests_log).read_text()[-2000:] if args.tests_log else None)
-    pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 

@@ -82,6 +82,14 @@ def peak_rss(argv: list[str]) -> tuple[float, float, int]:
     return peak_kb * 1024 / 1e9, time.perf_counter() - start, proc.returncode
 
 
+def write_result(path, result: dict) -> None:
+    """A benchmark's JSON, its folder made if needed, and the line saying where it went."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    print(f"wrote {path}")
+
+
 def data_dir(tmp: pathlib.Path) -> pathlib.Path:
     import numpy as np
 

@@ -12,7 +12,6 @@ Table (median, min, max crops/s) plus JSON. Decides whether the CPU default (ser
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -26,7 +25,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from gpu import dataset, original_rows, timed  # noqa: E402
-from memory import cpu_name, data_dir  # noqa: E402
+from memory import cpu_name, data_dir, write_result  # noqa: E402
 
 import meshconf.openpose.detect as detect_module  # noqa: E402
 from meshconf.engine.bundle import load_models  # noqa: E402
@@ -78,9 +77,7 @@ def main(argv=None) -> int:
         print(f"| {r['variant'].ljust(width)} | {r['median']} | {r['min']} | {r['max']} | {r['ratio_to_serial']} |")
     result = dict(benchmark="runner", cpu=cpu_name(), cores=os.cpu_count(), device=args.device,
                   precision=args.precision, torch=torch.__version__, crops=args.crops, batch=args.batch, rows=rows)
-    pathlib.Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
-    print(f"wrote {args.json}")
+    write_result(args.json, result)
     return 0
 
 
