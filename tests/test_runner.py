@@ -177,3 +177,15 @@ def test_gpu_batch_defaults():
     assert (data.batch_for("cpu"), data.batch_for("cuda")) == (4, 16)
     image = options(sensitivity, ["image", "x.jpg"])
     assert image.batch_for("cuda") == image.batch_for("cpu") == 8
+
+
+def test_reading_workers_default_by_device(monkeypatch):
+    """No --workers: none on the CPU; on a GPU half the cores, at most 8."""
+    import os
+
+    from meshconf.engine.runner import default_workers
+
+    assert default_workers("cpu") == 0
+    for cores, want in ((2, 1), (16, 8), (128, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert default_workers("cuda") == want and default_workers("cpu") == 0

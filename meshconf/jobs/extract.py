@@ -23,6 +23,7 @@ import os
 
 from ..engine.extraction import extract
 from ..engine.options import ModelOptions, add_model_options, check_model_options, model_choice
+from ..engine.runner import default_workers
 from ..errors import MeshconfError
 from ..files.chunks import distributed, finish
 
@@ -42,8 +43,9 @@ def add_arguments(parser) -> None:
                              "flip disagreement, OpenPose peak ambiguity and limb scores, crowding, box size, border "
                              "joints, signed offsets; meshconf.sp_op.signals). Costs a second SPIN pass (the mirrored crop)")
     add_model_options(parser, 16, "crops per forward pass", gpu_batch=128)
-    parser.add_argument("--workers", type=int, default=0,
-                        help="image-reading processes (default: 0, reading in the main process; use 4-8 on a GPU)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="image-reading processes (default: none on the CPU, reading in the main process; half "
+                             "the cores, at most 8, on a GPU)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first annotation row whose box cannot be cropped (default: skip such rows: "
                              "NaN in the arrays, each named with its reason on stderr and in the manifest)")
@@ -54,7 +56,7 @@ def run(args) -> int:
     from ..dataset import AnnotatedCrops
 
     check_model_options(args)
-    for option, value, least in (("--occ-size", args.occ_size, 1), ("--workers", args.workers, 0)):
+    for option, value, least in (("--occ-size", args.occ_size, 1), ("--workers", args.workers or 0, 0)):
         if value < least:
             raise MeshconfError(f"{option} must be at least {least}, got {value}")
     dataset = AnnotatedCrops(args.annotations, args.images)  # a bad annotation file is reported before loading
@@ -69,7 +71,8 @@ def run(args) -> int:
     if not extract(models.spin, models.smpl, models.body, dataset, args.out, args.name, batch,
                    args.occlude, args.seed, args.occ_size, progress=rank == 0 and not args.no_progress,
                    rank=rank, world=world,
-                   workers=args.workers, models=models.settings(), info=info, signals=args.signals,
+                   workers=default_workers(models.device) if args.workers is None else args.workers,
+                   models=models.settings(), info=info, signals=args.signals,
                    strict=args.strict):
         raise MeshconfError("extraction stopped before every row was done; run the same command again to resume")
     finish(world)

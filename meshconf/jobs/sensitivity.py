@@ -35,7 +35,8 @@ def add_arguments(parser) -> None:
     d.add_argument("--every", type=int, default=1, help="analyse every k-th row (default: all)")
     d.add_argument("--max-images", type=int, help="stop after this many rows (after --every)")
     d.add_argument("--out", default="sensitivity_dataset", help="output folder (default: %(default)s)")
-    d.add_argument("--workers", type=int, default=0, help="image-reading processes (default: 0; 4-8 on a GPU)")
+    d.add_argument("--workers", type=int, default=None,
+                   help="image-reading processes (default: none on the CPU; half the cores, at most 8, on a GPU)")
     add_common(d, "images per step, 15 crops each", 4, gpu_batch=16)
     p = sub.add_parser("image", help="sliding occluder over one crop")
     p.add_argument("image", nargs="?", help="an image; by default it is treated as a crop with the person centred")

@@ -23,7 +23,7 @@ from . import dataset as ds
 from . import figures
 from ..dataset.groundtruth import GroundTruth3D
 from ..engine.options import ModelOptions
-from ..engine.runner import Stages, default_depth, pipelined
+from ..engine.runner import Stages, default_depth, default_workers, pipelined
 from .common import load, parts, save_npz
 
 
@@ -38,7 +38,7 @@ class DatasetOptions:
     max_images: int | None = None
     occ_size: int = 40
     fill: tuple = (123.675, 116.28, 103.53)  # RGB 0-255, ImageNet's mean (`dataset.occlusion.parse_fill`)
-    workers: int = 0
+    workers: int | None = None  # image-reading processes; None: `engine.runner.default_workers` for the device
     depth: int | None = None  # batches finishing while the next launches (`engine.runner`); None: its default
     models: ModelOptions = ModelOptions(batch_size=4)
 
@@ -129,8 +129,8 @@ def run_dataset(options: DatasetOptions) -> int:
     from ..dataset.crops import collate
 
     if options.every < 1 or (options.max_images is not None and options.max_images < 1) or \
-            options.models.batch_size < 1:
-        raise MeshconfError("--every, --max-images and --batch-size must be positive")
+            options.models.batch_size < 1 or (options.workers or 0) < 0:
+        raise MeshconfError("--every, --max-images and --batch-size must be positive, --workers at least 0")
     fill, m = options.fill, options.models
     data = AnnotatedCrops(options.annotations, options.images)
     rows = list(range(0, len(data), options.every))[:options.max_images]
@@ -158,8 +158,9 @@ def run_dataset(options: DatasetOptions) -> int:
                         "models": models.settings(_model_files(model, options, models))})
             start = time.perf_counter()
             depth = default_depth(models.device) if options.depth is None else options.depth
+            workers = default_workers(models.device) if options.workers is None else options.workers
             finished = run_chunked(data, store, stages, m.batch_for(models.device), f"{model} sensitivity", collate,
-                                   rows=mine, progress=rank == 0 and m.progress, workers=options.workers,
+                                   rows=mine, progress=rank == 0 and m.progress, workers=workers,
                                    stream=lambda batches: pipelined(batches, stages, depth))
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
