@@ -368,7 +368,7 @@ def test_assembly_in_worker_processes_equals_assembly_here():
     """The people of a cluttered batch assembled by two spawned processes (a GPU host's default) are the ones
     assembled in this process, bit for bit; the auto default keeps the CPU's cores for the networks."""
     from meshconf.openpose import decode_batch
-    from meshconf.openpose.batch import default_assembly_workers
+    from meshconf.runtime import host_workers
 
     image_hw = (224, 224)
     paf, heat = cluttered_batch(7, image_hw, n=12)
@@ -376,7 +376,7 @@ def test_assembly_in_worker_processes_equals_assembly_here():
     pooled = decode_batch(paf, heat, image_hw, assembly_workers=2)
     for a, b in zip(pooled, here):
         assert_same_decoded(a, b)
-    assert default_assembly_workers("cpu") == 0
+    assert host_workers("cpu") == 0
 
 
 def test_decode_batch_rejects_maps_of_another_shape():

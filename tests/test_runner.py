@@ -189,3 +189,23 @@ def test_reading_workers_default_by_device(monkeypatch):
     for cores, want in ((2, 1), (16, 8), (128, 8)):
         monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
         assert default_workers("cuda") == want and default_workers("cpu") == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signals", [False, True])
+def test_rows_finished_in_worker_processes_equal_rows_finished_here(tiny_dataset, spin_model, smpl_layer,
+                                                                    body_model, signals):
+    """A GPU host's finishing stage: people assembled and ED/SE computed in spawned processes; the same arrays."""
+    from meshconf.dataset import AnnotatedCrops
+    from meshconf.dataset.crops import collate
+    from meshconf.engine import extraction as X
+
+    data = AnnotatedCrops(*tiny_dataset)
+    batch = collate([data[i] for i in range(len(data))])
+    launched = X.launch_batch(spin_model, smpl_layer, body_model, batch, True, 3, 40, len(data), signals)
+    here = X.finish_batch(launched, workers=0)
+    launched = X.launch_batch(spin_model, smpl_layer, body_model, batch, True, 3, 40, len(data), signals)
+    pooled = X.finish_batch(launched, workers=2)
+    assert set(here) == set(pooled)
+    for key, value in here.items():
+        np.testing.assert_array_equal(pooled[key], value, err_msg=key)

@@ -24,6 +24,7 @@ from ..dataset.occlusion import NAMED_FILLS, joint_window
 from ..errors import MeshconfError
 from ..files.chunks import ChunkStore, collect, model_settings, run_chunked, shard
 from ..files.fileio import npy_bytes, sha256_bytes, write_atomic, write_json
+from ..runtime import host_map, host_workers
 from ..sp_op import ed as sp_op
 from ..sp_op.arrays import CORE, array_path
 from ..sp_op.signals import NUM_SIGNALS, SIGNAL_COLUMNS, crop_signals
@@ -96,8 +97,10 @@ def launch_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_si
     return LaunchedBatch(batch, keypoints, occluded, detections, flipped, steps if signals else None)
 
 
-def finish_batch(launched: LaunchedBatch) -> dict:
-    """The arrays of a launched batch: decoding, ED, SE and confidence per row (and the (B, S) signals)."""
+def finish_batch(launched: LaunchedBatch, workers: int | None = None) -> dict:
+    """The arrays of a launched batch: decoding, ED, SE and confidence per row (and the (B, S) signals). The rows'
+    ED and SE are computed in `workers` processes (default `runtime.host_workers`: some on a GPU host, none on the
+    CPU); the numbers are the same either way."""
     from ..openpose import detect_finish
 
     batch, signals = launched.batch, launched.steps is not None
@@ -107,13 +110,13 @@ def finish_batch(launched: LaunchedBatch) -> dict:
     detections = detect_finish(launched.detections, full=signals)
     ed, se, conf, rows = [], [], [], []
     step_norms = torch.stack(launched.steps, 1).float().cpu().numpy() if signals else None  # (B, 3 iterations, 3)
-    for k, found in enumerate(detections):
-        candidate, subset = (found.candidate, found.subset) if signals else found
-        anchor = batch["spine2d"][k]
-        result = sp_op.relative_ed(keypoints[k], candidate, subset, anchor=anchor)
+    jobs = [(keypoints[k], *((found.candidate, found.subset) if signals else found), batch["spine2d"][k],
+             batch["joints2d"][k]) for k, found in enumerate(detections)]
+    workers = host_workers(launched.keypoints.device) if workers is None else workers
+    for k, (found, (result, se_k)) in enumerate(zip(detections, host_map(_row_errors, jobs, workers))):
         ed.append(result.ed)
         conf.append(result.conf)
-        se.append(se_row(keypoints[k], batch["joints2d"][k], anchor))
+        se.append(se_k)
         if signals:
             j14 = C.SPIN_TO_J14_ED
             rows.append(crop_signals(step_norms[k], keypoints[k][list(j14)], flipped[k][list(j14)], found,
@@ -125,6 +128,12 @@ def finish_batch(launched: LaunchedBatch) -> dict:
     if signals:
         out["signals"] = np.asarray(rows, np.float64).reshape(len(keypoints), NUM_SIGNALS)
     return out
+
+
+def _row_errors(job) -> tuple:
+    """(RelativeED, SE) of one row: module-level, so worker processes can run it."""
+    keypoints, candidate, subset, anchor, joints = job
+    return sp_op.relative_ed(keypoints, candidate, subset, anchor=anchor), se_row(keypoints, joints, anchor)
 
 
 def process_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_size: int,

@@ -20,6 +20,7 @@ import torch
 
 from .. import constants as C
 from ..errors import MeshconfError
+from ..runtime import host_map, host_workers
 from .assembly import assemble
 from .decoding import Decoded, smoothing_operators, decode_full, upsample
 from .limbs import connect_batch
@@ -67,7 +68,7 @@ def decode_batch(net_paf, net_heatmap, image_hw, upsampler: str = "auto",
                  assembly_workers: int | None = None) -> list[Decoded]:
     """`decode_full` for B crops of one image size: net_paf (B,38,h,w) and net_heatmap (B,19,h,w), tensors on any
     device or arrays. Every result equals `decode_full` on that crop, bit for bit. `assembly_workers`: processes
-    assembling the crops' people (default `default_assembly_workers`: some on a GPU host, none on the CPU)."""
+    assembling the crops' people (default `runtime.host_workers`: some on a GPU host, none on the CPU)."""
     if upsampler not in UPSAMPLERS:
         raise MeshconfError(f"upsampler must be one of {UPSAMPLERS}, got {upsampler!r}")
     paf, heat = _as_batch(net_paf, NUM_PAF, "net_paf"), _as_batch(net_heatmap, NUM_HEATMAP, "net_heatmap")
@@ -81,7 +82,7 @@ def decode_batch(net_paf, net_heatmap, image_hw, upsampler: str = "auto",
     finite = torch.isfinite(heat.flatten(1)).all(1) & torch.isfinite(paf.flatten(1)).all(1)
     fast = torch.nonzero(finite).flatten() if min(geo.image_hw) > RADIUS else finite.new_zeros(0, dtype=torch.long)
     if fast.numel():
-        workers = default_assembly_workers(device) if assembly_workers is None else assembly_workers
+        workers = host_workers(device) if assembly_workers is None else assembly_workers
         decided = _decode_fast(paf[fast], heat[fast], geo, method, workers)
         for k, out in zip(fast.tolist(), decided):
             results[k] = out
@@ -125,39 +126,12 @@ def _decode_fast(paf: torch.Tensor, heat: torch.Tensor, geo: NetGeometry, method
         crops.append((b, all_peaks, rows))
         jobs.append((rows, all_peaks[:, 2]))
     out: list = [None] * n_crops
-    for (b, all_peaks, rows), (subset, before, deleted) in zip(crops, assemble_many(jobs, workers)):
+    for (b, all_peaks, rows), (subset, before, deleted) in zip(crops, host_map(_assemble_job, jobs, workers)):
         candidate = all_peaks[:, :4].copy() if len(all_peaks) else np.zeros((0,))
         out[b] = Decoded(candidate, subset, all_peaks, rows, np.flatnonzero(special[b]).tolist(), before, deleted)
     return out
 
 
-def default_assembly_workers(device) -> int:
-    """The greedy assembly is sequential Python (1-2 ms a crop with the recipe weights' ~560 peaks): one thread caps
-    a GPU at 500-1000 crops/s. On a GPU host with at least 8 cores, half of them (at most 8) assemble; on the CPU
-    the cores are busy with the networks, so none."""
-    import os
-
-    cores = os.cpu_count() or 1
-    return min(8, cores // 2) if torch.device(device).type == "cuda" and cores >= 8 else 0
-
-
-def assemble_many(jobs: list, workers: int = 0) -> list:
-    """`assemble(connections, peak_score)` for each job, in order: here, or in `workers` processes (the same numbers:
-    a pure function of its inputs). Small batches stay here, where no arrays need to travel."""
-    if workers < 2 or len(jobs) < 2 * workers:
-        return [assemble(*job) for job in jobs]
-    chunk = -(-len(jobs) // (4 * workers))
-    return list(_assembly_pool(workers).map(_assemble_job, jobs, chunksize=chunk))
-
-
 def _assemble_job(job):
     return assemble(*job)
 
-
-@lru_cache(maxsize=2)
-def _assembly_pool(workers: int):
-    """Started once: "spawn", since forking a process that holds a CUDA context is unsafe."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
