@@ -1,4 +1,4 @@
-"""The pipelined runner: a job's batches go through two stages, and on a GPU the stages overlap.
+"""The pipelined runner: a job's batches go through two stages, and the stages of neighbouring batches overlap.
 
 `launch` queues the device work of one batch (SPIN + SMPL, OpenPose's forward) and returns without waiting for it;
 `finish` does what needs the results on the host (decoding the heatmaps, ED, the rows). Run one after the other, a
