@@ -103,6 +103,7 @@ setTimeout(function () {
   var out = {drawn: Array.prototype.filter.call(canvases, function (x) { return x.dataset.drawn === "1"; }).length,
              views: canvases.length, yaw: yaw, focusable: c.tabIndex, role: c.getAttribute("role"),
              label: c.getAttribute("aria-label") || "", wheel_trapped_unfocused: trapped,
+             buffer: [c.width, c.height], shown: c.clientWidth, dpr: window.devicePixelRatio || 1,
              content_right: Math.max.apply(null, Array.prototype.map.call(document.querySelectorAll("body *"),
                                            function (e) { return e.getBoundingClientRect().right; })),
              layout_width: document.documentElement.getBoundingClientRect().width,
@@ -142,10 +143,13 @@ def test_the_3d_view_takes_touch_keyboard_a_phone_and_24_people(tmp_path, demo_d
     assert one["yaw"][0] != one["yaw"][1] != one["yaw"][2], one["yaw"]  # keyboard, then touch, turned it
     assert one["focusable"] == 0 and one["role"] == "img" and "arrow keys" in one["label"]
     assert not one["wheel_trapped_unfocused"]
+    # the drawing buffer is the size shown (a larger one costs software WebGL its time for nothing)
+    assert one["buffer"] == [round(one["shown"] * one["dpr"])] * 2, one
     assert str(tmp_path) not in one["text"] and str(crop.parent) not in one["text"]
     phone = _probe(browser, out / "index.html", tmp_path, width=375)
     assert phone["layout_width"] == 375 and phone["content_right"] <= 375, phone  # nothing wider than the phone
     assert phone["drawn"] == 1
+    assert phone["buffer"] == [round(phone["shown"] * phone["dpr"])] * 2 and phone["shown"] < one["shown"], phone
     # a page of 24 people: the person folder copied 24 times
     report = json.loads((out / "report.json").read_text())
     crowd = tmp_path / "crowd"
