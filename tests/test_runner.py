@@ -209,3 +209,48 @@ def test_rows_finished_in_worker_processes_equal_rows_finished_here(tiny_dataset
     assert set(here) == set(pooled)
     for key, value in here.items():
         np.testing.assert_array_equal(pooled[key], value, err_msg=key)
+
+
+@pytest.mark.slow
+def test_demo_and_sensitivity_finished_in_worker_processes_equal_here(tiny_dataset, demo_data_dir, shared,
+                                                                      body_model):
+    """A GPU host's finishing stage of the demo's path (ED per crop) and of both sensitivity analyses (the person
+    per variant crop) in spawned processes: the same numbers as here."""
+    import cv2
+
+    from meshconf import MeshConfidence, geometry
+    from meshconf.dataset import AnnotatedCrops
+    from meshconf.dataset.occlusion import Grid, parse_fill
+    from meshconf.engine.pipeline import analyse_crops
+    from meshconf.sensitivity import dataset as ds
+    from meshconf.sensitivity import openpose_sensitivity
+
+    image = cv2.imread(str(shared / "data" / "meshconfidence" / "examples" / "im1010.jpg"))[:, :, ::-1]
+    h, w = image.shape[:2]
+    crops = [geometry.crop(image, (w / 2 + dx, h / 2), max(h, w) / 200 * s)
+             for dx, s in ((0, 1.0), (20, 0.8), (-30, 1.2), (10, 0.9))]
+    models = MeshConfidence(data_dir=demo_data_dir, device="cpu").models
+    here = analyse_crops(models, crops, batch_size=4, depth=0, workers=0)
+    pooled = analyse_crops(models, crops, batch_size=4, depth=0, workers=2)
+    for a, b in zip(here, pooled, strict=True):
+        for field in ("ed", "ed_legacy", "conf", "candidate", "subset", "worst_joint_prob"):
+            np.testing.assert_array_equal(getattr(b, field), getattr(a, field), err_msg=field)
+        for field in ("ed", "conf", "person", "spin_points", "op_points"):
+            np.testing.assert_array_equal(getattr(b.relative, field), getattr(a.relative, field), err_msg=field)
+        assert (a.p_accurate, a.problem) == (b.p_accurate, b.problem)
+
+    data = AnnotatedCrops(*tiny_dataset)
+    rows = [data[i] for i in range(min(2, len(data)))]
+    variants, _ = ds.joint_variants(np.stack([r["crop"] for r in rows]), np.stack([r["joints2d"] for r in rows]),
+                                    40, parse_fill("mean"))
+    gt = np.stack([r["joints2d"] for r in rows])
+    errors = [ds.openpose_variant_finish(ds.openpose_variant_launch(body_model, variants, 8), gt, workers=n)["px"]
+              for n in (0, 2)]
+    np.testing.assert_array_equal(errors[1], errors[0])
+
+    crop = cv2.imread(str(shared / "data" / "meshconfidence" / "demo" / "3doh_img_0_orig.png"))[:, :, ::-1].copy()
+    grid = Grid(224, 112, 112)
+    serial, pooled = (openpose_sensitivity(body_model, crop, grid, parse_fill("mean"), batch_size=4, depth=0,
+                                           workers=n) for n in (0, 2))
+    np.testing.assert_array_equal(pooled.errors, serial.errors)
+    np.testing.assert_array_equal(pooled.extra["detected"], serial.extra["detected"])

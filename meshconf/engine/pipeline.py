@@ -133,16 +133,20 @@ def _op_input(crop_rgb: np.ndarray) -> np.ndarray:
 
 
 def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool = False,
-                  batch_size: int = 16, depth: int | None = None) -> list[CropAnalysis]:
+                  batch_size: int = 16, depth: int | None = None, workers: int | None = None) -> list[CropAnalysis]:
     """SPIN, SMPL, OpenPose, ED and the estimator for 224x224 RGB uint8 crops, batched. `depth` (default 1, see
-    `runner.default_depth`): batches finishing on a worker while the next launches (`runner.pipelined`), same
-    results."""
+    `runner.default_depth`): batches finishing on a worker while the next launches (`runner.pipelined`);
+    `workers`: processes computing the crops' ED (default `runtime.host_workers`: some on a GPU host, none on the
+    CPU). The results are the same for every choice."""
+    from ..runtime import host_workers
     from .runner import Stages, default_depth, pipelined
 
+    device = next(models.spin.parameters()).device
+    workers = host_workers(device) if workers is None else workers
     batches = [crops_rgb[start: start + batch_size] for start in range(0, len(crops_rgb), batch_size)]
     stages = Stages(lambda crops: _launch(models, crops, batch_size),
-                    lambda launched: _finish(models, launched, legacy_ed))
-    depth = default_depth(next(models.spin.parameters()).device) if depth is None else depth
+                    lambda launched: _finish(models, launched, legacy_ed, workers))
+    depth = default_depth(device) if depth is None else depth
     return [analysis for _, analyses in pipelined(batches, stages, depth) for analysis in analyses]
 
 
@@ -177,8 +181,15 @@ def _launch(models: Models, crops: list, batch_size: int) -> _Launched:
                       "openpose_ms": (t3 - t2) / per})
 
 
-def _finish(models: Models, launched: _Launched, legacy_ed: bool) -> list[CropAnalysis]:
+def _crop_eds(job) -> tuple:
+    """(RelativeED, the original demo's ED) of one crop: module-level, so worker processes can run it."""
+    keypoints, candidate, subset = job
+    return sp_op.relative_ed(keypoints, candidate, subset), sp_op.demo_ed(keypoints, candidate, subset)
+
+
+def _finish(models: Models, launched: _Launched, legacy_ed: bool, workers: int = 0) -> list[CropAnalysis]:
     from ..openpose import detect_finish
+    from ..runtime import host_map
 
     t0 = time.perf_counter()
     crops, out, camera = launched.crops, launched.smpl_out, launched.camera
@@ -189,16 +200,15 @@ def _finish(models: Models, launched: _Launched, legacy_ed: bool) -> list[CropAn
     t1 = time.perf_counter()
     detections = detect_finish(launched.detections)
     t2 = time.perf_counter()
-    partial = []
-    for k, crop in enumerate(crops):
-        candidate, subset = detections[k]
-        problem = None
+    problems = []
+    for k in range(len(crops)):
+        problems.append(None)
         if not (np.isfinite(keypoints[k]).all() and np.isfinite(vertices[k]).all()):
-            problem = "SPIN produced non-finite outputs for this crop"
+            problems[k] = "SPIN produced non-finite outputs for this crop"
             keypoints[k] = np.nan_to_num(keypoints[k])
-        relative = sp_op.relative_ed(keypoints[k], candidate, subset)
-        legacy = sp_op.demo_ed(keypoints[k], candidate, subset)
-        partial.append((crop, vertices[k], cam_t[k], keypoints[k], candidate, subset, relative, legacy, problem))
+    eds = host_map(_crop_eds, [(keypoints[k], *detections[k]) for k in range(len(crops))], workers)
+    partial = [(crop, vertices[k], cam_t[k], keypoints[k], *detections[k], *eds[k], problems[k])
+               for k, crop in enumerate(crops)]
     ed = np.stack([p[7] if legacy_ed else p[6].ed for p in partial]).astype(np.float64)
     conf = np.stack([p[6].conf for p in partial]).astype(np.float64)
     prediction = models.estimator.predict(ed, conf)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .. import constants as C
-from .image import MM, op_points, pelvis, procrustes, spin_j14_queued
+from .image import MM, closest_points, pelvis, procrustes, spin_j14_queued
 from ..dataset.occlusion import joint_window
 
 VARIANTS = 1 + C.NUM_J14  # unoccluded, then one per occluded joint
@@ -82,18 +82,21 @@ def openpose_variant_launch(body, variants: np.ndarray, batch_size: int = 8):
     return detect_launch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in flat], batch_size=batch_size)
 
 
-def openpose_variant_finish(launched, gt_px: np.ndarray) -> dict:
-    """`openpose_variant_errors` from launched forward passes: decoding, the person, the errors."""
+def openpose_variant_finish(launched, gt_px: np.ndarray, workers: int | None = None) -> dict:
+    """`openpose_variant_errors` from launched forward passes: decoding, the person, the errors. The people are
+    chosen in `workers` processes (default `runtime.host_workers`: some on a GPU host, none on the CPU); the
+    numbers are the same either way."""
     from ..openpose import detect_finish
+    from ..runtime import host_map, host_workers
 
     detections = detect_finish(launched)
     b = len(detections) // VARIANTS
-    errors = np.full((b * VARIANTS, C.NUM_J14), np.nan)
-    for i, (candidate, subset) in enumerate(detections):
-        reference = np.asarray(gt_px[i // VARIANTS], dtype=np.float64)
-        points, _ = op_points(candidate, subset, np.where(np.isnan(reference), C.IMG_RES / 2, reference))
-        errors[i] = np.linalg.norm(points - reference, axis=1)
-    return {"px": errors.reshape(b, VARIANTS, C.NUM_J14)}
+    references = [np.asarray(gt_px[i // VARIANTS], dtype=np.float64) for i in range(len(detections))]
+    workers = host_workers(launched.device) if workers is None else workers
+    points = host_map(closest_points, [(*found, reference) for found, reference in zip(detections, references)],
+                      workers)
+    errors = [np.linalg.norm(p - reference, axis=1) for p, reference in zip(points, references)]
+    return {"px": np.asarray(errors, dtype=np.float64).reshape(b, VARIANTS, C.NUM_J14)}
 
 
 @dataclass

@@ -120,11 +120,22 @@ def op_points(candidate, subset, reference_px) -> tuple[np.ndarray, bool]:
     return points, True
 
 
+def closest_points(job) -> np.ndarray:
+    """(14,2) px of the person closest to a (14,2) px reference, from (candidate, subset, reference); a reference
+    joint that is unknown (NaN) chooses with the crop centre. Module-level, so worker processes can run it."""
+    candidate, subset, reference = job
+    return op_points(candidate, subset, np.where(np.isnan(reference), C.IMG_RES / 2, reference))[0]
+
+
 def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
                          gt_j14_px: np.ndarray | None = None, progress: bool = False,
-                         depth: int | None = None) -> GridResult:
+                         depth: int | None = None, workers: int | None = None) -> GridResult:
+    """OpenPose's error per window. `depth`: batches decoding while the next one's forward runs (see
+    `engine.runner`); `workers`: processes choosing each window's person (default `runtime.host_workers`). The
+    errors are the same for every choice."""
     from ..engine.runner import Stages, default_depth, pipelined
     from ..openpose import detect_batch, detect_finish, detect_launch, people
+    from ..runtime import host_map, host_workers
 
     crops = occluded_copies(crop_rgb, grid.windows, fill)
     bgr = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
@@ -140,17 +151,15 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
         source = "unoccluded prediction"
     else:
         reference, source = np.asarray(gt_j14_px, dtype=np.float64), "ground truth"
-    selector = np.where(np.isnan(reference), C.IMG_RES / 2, reference)
-    errors = np.full((len(bgr), C.NUM_J14), np.nan)
-    detected = np.zeros((len(bgr), C.NUM_J14), dtype=bool)
     detections = []
     # a batch of windows decodes on a worker while the next one's forward runs (on a GPU; see `engine.runner`)
     stages = Stages(lambda s: detect_launch(body, bgr[s:s + batch_size], batch_size=batch_size), detect_finish)
-    depth = default_depth(next(body.parameters()).device) if depth is None else depth
+    device = next(body.parameters()).device
+    depth = default_depth(device) if depth is None else depth
     for _, found in pipelined(_batches(len(bgr), batch_size, "OpenPose windows", progress), stages, depth):
         detections += found
-    for k, (candidate, subset) in enumerate(detections):
-        points, _ = op_points(candidate, subset, selector)
-        detected[k] = np.isfinite(points[:, 0])
-        errors[k] = np.linalg.norm(points - reference, axis=1)
-    return GridResult("openpose", grid, errors, "px", source, {"detected": detected})
+    workers = host_workers(device) if workers is None else workers
+    points = np.asarray(host_map(closest_points, [(*found, reference) for found in detections], workers),
+                        dtype=np.float64).reshape(len(bgr), C.NUM_J14, 2)
+    errors = np.linalg.norm(points - reference, axis=2)
+    return GridResult("openpose", grid, errors, "px", source, {"detected": np.isfinite(points[:, :, 0])})
