@@ -87,8 +87,60 @@ def stage_rows(models, data, crops: np.ndarray, label: str) -> list[dict]:
     rate("decode, crop by crop on the CPU (old path)",
          timed(device, lambda: [decode_full(paf_np[k], heat_np[k], image_hw) for k in range(n)]))
     rate("decode, batch on the device (decode_batch)", timed(device, lambda: decode_batch(paf, heat, image_hw), 2))
-    peaks = sum(len(d.candidate) for d in decode_batch(paf, heat, image_hw)) / n
-    rows[-1]["peaks_per_crop"] = round(peaks, 1)
+    decoded = decode_batch(paf, heat, image_hw)
+    rows[-1]["peaks_per_crop"] = round(sum(len(d.candidate) for d in decoded) / n, 1)
+    with torch.inference_mode():
+        rotmat, betas, camera = models.spin(x)
+        keypoints = geometry.project_spin_joints(models.smpl(rotmat, betas).joints, camera).float().cpu().numpy()
+    rows += host_rows(device, data, crops, net_input, decoded, keypoints, label)
+    return rows
+
+
+def host_rows(device, data, crops: np.ndarray, net_input: np.ndarray, decoded: list, keypoints: np.ndarray,
+              label: str) -> list[dict]:
+    """The rest of a job's stages for one batch: the copies to the device (pinned, as the jobs do), the people's
+    assembly and each job's per-crop errors in the host processes the jobs use (`runtime.host_workers`), and
+    writing one chunk. A stage whose crops/s stays far above the networks' does not bound the jobs."""
+    from meshconf.engine.extraction import _row_errors
+    from meshconf.engine.pipeline import _crop_eds
+    from meshconf.files.chunks import ChunkStore
+    from meshconf.openpose.batch import _assemble_job
+    from meshconf.runtime import host_map, host_workers
+    from meshconf.sensitivity.image import closest_points
+
+    n, workers = len(crops), host_workers(device)
+    rows = []
+
+    def rate(stage, seconds):
+        rows.append(dict(precision=label, stage=stage, crops=n, crops_per_s=round(n / seconds, 1)))
+
+    def copy(array):
+        tensor = torch.from_numpy(array)
+        tensor = tensor.pin_memory() if device.type == "cuda" else tensor
+        return tensor.to(device, non_blocking=True)
+
+    rate("copy crops + OpenPose input to the device", timed(device, lambda: (copy(crops), copy(net_input)), 3))
+    batch = collate([data[i] for i in range(n)])
+    jobs = {
+        "assembly of people": (_assemble_job, [(d.connection_all, d.all_peaks[:, 2]) for d in decoded]),
+        "extract's ED + SE": (_row_errors, [(keypoints[k], d.candidate, d.subset, batch["spine2d"][k],
+                                             batch["joints2d"][k]) for k, d in enumerate(decoded)]),
+        "demo's ED (analyse_crops)": (_crop_eds, [(keypoints[k], d.candidate, d.subset)
+                                                  for k, d in enumerate(decoded)]),
+        "sensitivity's person per variant": (closest_points, [(d.candidate, d.subset, batch["joints2d"][k])
+                                                              for k, d in enumerate(decoded)]),
+    }
+    for name, (fn, work) in jobs.items():
+        host_map(fn, work, workers)  # starts the processes once
+        rate(f"host: {name}, {workers} processes", timed(device, lambda: host_map(fn, work, workers), 3))
+    with tempfile.TemporaryDirectory() as folder:
+        store = ChunkStore(folder)
+        arrays = {"index": np.arange(n), "ed": np.random.rand(n, 14), "se": np.random.rand(n, 14),
+                  "conf": np.random.rand(n, 14), "occluded_joint": np.full(n, -1), "spin_finite": np.ones(n, bool),
+                  "skipped": np.zeros(n, bool)}
+        count = iter(range(1000))
+        rate("write one chunk", timed(device, lambda: store.write({**arrays, "index": arrays["index"] +
+                                                                   n * next(count)}), 3))
     return rows
 
 
@@ -96,10 +148,15 @@ def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str, worker
     """`extract` end to end: decode crop by crop on the CPU or as a batch on the device, serial or pipelined
     (`engine.runner`: the next batch's networks run while this one decodes; images read in `workers` processes)."""
     import meshconf.openpose.detect as detect_module
+    from meshconf.engine import runner
 
     rows = []
-    for on_device, depth, readers in ((False, 0, 0), (True, 0, 0), (False, 1, workers), (True, 1, workers)):
+    variants = [(False, 0, 0, True), (True, 0, 0, True), (False, 1, workers, True), (True, 1, workers, True)]
+    if models.device.type == "cuda":  # the finishing thread on the default stream, as a comparison
+        variants.append((True, 1, workers, False))
+    for on_device, depth, readers, own_stream in variants:
         detect_module.DECODE_ON_DEVICE = on_device
+        runner.SEPARATE_STREAM = own_stream
         out = tmp / f"x_{label}_{on_device}_{depth}"
         run = dict(batch_size=batch, progress=False, models=models.settings(), depth=depth, workers=readers)
         extract(models.spin, models.smpl, models.body, data, str(out), "w", max_batches=1, **run)  # warm-up
@@ -108,9 +165,11 @@ def extract_rows(models, data, tmp: pathlib.Path, batch: int, label: str, worker
         n = len(data) - batch
         where = "on the device" if on_device else "on the CPU"
         how = f"pipelined, {readers} readers" if depth else "serial"
+        how += "" if own_stream or not depth else ", finishing on the default stream"
         rows.append(dict(precision=label, stage=f"extract end to end, decode {where}, {how}",
                          crops=n, crops_per_s=round(n / seconds, 1)))
     detect_module.DECODE_ON_DEVICE = None
+    runner.SEPARATE_STREAM = True
     return rows
 
 

@@ -26,7 +26,7 @@ print("torch", torch.__version__, "on", torch.cuda.get_device_name(0), file=sys.
 PY
 start=$(date +%s)
 set +e
-$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py tests/test_openpose.py tests/test_gpu_jobs.py \
+$PY -m pytest -q -m gpu tests/test_engine.py tests/test_accel.py tests/test_openpose.py tests/test_runner.py tests/test_gpu_jobs.py \
     -p no:cacheprovider \
     > "$OUTDIR/gpu_tests.log" 2>&1
 tests_rc=$?

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from meshconf.engine.runner import Stages, default_depth, pipelined
 
@@ -26,9 +27,10 @@ def test_pipelined_keeps_order_and_overlaps():
 
     stages = Stages(launch, finish)
     for depth in (0, 1, 3):
-        threads.clear()
-        assert list(pipelined(range(7), stages, depth)) == [(i, i * 10 + 1) for i in range(7)]
-        assert (threads == {threading.main_thread().name}) == (depth == 0), threads
+        for device in (None, "cpu"):
+            threads.clear()
+            assert list(pipelined(range(7), stages, depth, device)) == [(i, i * 10 + 1) for i in range(7)]
+            assert (threads == {threading.main_thread().name}) == (depth == 0), threads
 
 
 def test_pipelined_launches_ahead_by_depth_only():
@@ -254,3 +256,30 @@ def test_demo_and_sensitivity_finished_in_worker_processes_equal_here(tiny_datas
                                            workers=n) for n in (0, 2))
     np.testing.assert_array_equal(pooled.errors, serial.errors)
     np.testing.assert_array_equal(pooled.extra["detected"], serial.extra["detected"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("separate", [True, False])
+def test_the_finishing_stream_waits_for_the_launch(monkeypatch, separate):
+    """On CUDA the finishing thread reads what the launch queued on another stream: it must see every launch
+    complete (a long product queued last), and the results must equal the serial run's."""
+    from meshconf.engine import runner
+
+    monkeypatch.setattr(runner, "SEPARATE_STREAM", separate)
+    device = torch.device("cuda")
+    base = torch.randn(2048, 2048, device=device, dtype=torch.float64) / 64
+
+    def launch(i):
+        x = base + i
+        for _ in range(4):  # long enough that a reader not waiting would see it unfinished
+            x = x @ base
+        return x
+
+    def finish(x):
+        return float(x.sum().item()), float(x[-1, -1].item())
+
+    stages = runner.Stages(launch, finish)
+    serial = [stages(i) for i in range(6)]
+    piped = [result for _, result in runner.pipelined(range(6), stages, depth=2, device=device)]
+    assert piped == serial

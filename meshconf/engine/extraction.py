@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -182,7 +183,8 @@ def extract(spin, smpl, body, dataset, out: str, name: str, batch_size: int = 16
         depth = default_depth(device) if depth is None else depth
         finished = run_chunked(dataset, store, stages, batch_size,
                                name if world == 1 else f"{name} [{rank}/{world}]", collate, max_batches, progress,
-                               rows=rows, workers=workers, stream=lambda batches: pipelined(batches, stages, depth))
+                               rows=rows, workers=workers,
+                               stream=partial(pipelined, stages=stages, depth=depth, device=device))
         complete, merged = collect(store, KEYS + (("signals",) if signals else ()), rows, finished, rank, world)
         if merged is None:  # unfinished somewhere, or a rank other than 0 (rank 0 writes)
             return complete

@@ -147,7 +147,7 @@ def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool =
     stages = Stages(lambda crops: _launch(models, crops, batch_size),
                     lambda launched: _finish(models, launched, legacy_ed, workers))
     depth = default_depth(device) if depth is None else depth
-    return [analysis for _, analyses in pipelined(batches, stages, depth) for analysis in analyses]
+    return [analysis for _, analyses in pipelined(batches, stages, depth, device) for analysis in analyses]
 
 
 @dataclass

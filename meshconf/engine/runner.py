@@ -9,6 +9,12 @@ stage of a job overlaps.
 
 Results come out in input order and equal the serial run's bit for bit: a batch's numbers depend only on that batch,
 never on what ran beside it.
+
+On a GPU the finishing thread works on a stream of its own. On the one default stream, every point where decoding
+waits for the device (a copy to the host, `nonzero`, `.item()`; the decoder has dozens a batch) would wait for the
+next batch's networks too, queued there meanwhile, so the decoding of batch k could not end before the forward of
+batch k + 1. The finishing stream starts a batch only after an event recorded behind its launch, and is drained
+before the batch's tensors are released, so no memory is reused while a kernel may still read it.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -52,32 +59,65 @@ def default_workers(device) -> int:
     return min(8, (os.cpu_count() or 1) // 2) if torch.device(device).type == "cuda" else 0
 
 
-def _finish(finish: Callable, launched):
+# Whether a GPU's finishing thread uses its own stream (see the module's docstring); benchmarks/gpu.py switches it
+# off to measure the difference.
+SEPARATE_STREAM = True
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A launched batch on its way to a finishing stream: it may start once `ready` has passed on the device."""
+
+    launched: Any
+    ready: Any  # torch.cuda.Event
+
+
+@lru_cache(maxsize=None)
+def _finishing_stream(device: torch.device):
+    return torch.cuda.Stream(device=device)
+
+
+def _finish(finish: Callable, launched, stream=None):
     # inference mode is per thread: the worker must enter it too, or decoding would record autograd history
     with torch.inference_mode():
-        return finish(launched)
+        if stream is None:
+            return finish(launched)
+        stream.wait_event(launched.ready)
+        try:
+            with torch.cuda.stream(stream):
+                return finish(launched.launched)
+        finally:
+            stream.synchronize()  # nothing of this batch still runs when the caller lets go of its tensors
 
 
-def pipelined(items: Iterable, stages: Stages, depth: int = 0) -> Iterator[tuple[Any, Any]]:
+def pipelined(items: Iterable, stages: Stages, depth: int = 0, device=None) -> Iterator[tuple[Any, Any]]:
     """(item, finish(launch(item))) for each item, in order. With `depth` > 0, up to `depth` items finish on a worker
-    thread while the next ones launch. An error in either stage is raised here, after the items already finished
-    were yielded; stopping early (an error in the caller, Ctrl-C) waits for the worker before returning."""
+    thread while the next ones launch; with a CUDA `device`, on a stream of their own. An error in either stage is
+    raised here, after the items already finished were yielded; stopping early (an error in the caller, Ctrl-C)
+    waits for the worker before returning."""
     if depth <= 0:
         for item in items:
             yield item, stages(item)
         return
+    device = torch.device(device) if device is not None else None
+    stream = None
+    if SEPARATE_STREAM and device is not None and device.type == "cuda":
+        device = torch.device("cuda", device.index if device.index is not None else torch.cuda.current_device())
+        stream = _finishing_stream(device)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="meshconf-finish")
     pending: deque = deque()
     try:
         for item in items:
             try:
                 launched = stages.launch(item)
+                if stream is not None:  # behind everything the launch queued on this thread's stream
+                    launched = _Queued(launched, torch.cuda.current_stream(device).record_event())
             except BaseException:
                 while pending:  # what was launched before is still worth keeping (a chunk written is not redone)
                     done, future = pending.popleft()
                     yield done, future.result()
                 raise
-            pending.append((item, pool.submit(_finish, stages.finish, launched)))
+            pending.append((item, pool.submit(_finish, stages.finish, launched, stream)))
             while len(pending) > depth:
                 done, future = pending.popleft()
                 yield done, future.result()

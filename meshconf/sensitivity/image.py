@@ -156,7 +156,8 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
     stages = Stages(lambda s: detect_launch(body, bgr[s:s + batch_size], batch_size=batch_size), detect_finish)
     device = next(body.parameters()).device
     depth = default_depth(device) if depth is None else depth
-    for _, found in pipelined(_batches(len(bgr), batch_size, "OpenPose windows", progress), stages, depth):
+    for _, found in pipelined(_batches(len(bgr), batch_size, "OpenPose windows", progress), stages, depth,
+                              device):
         detections += found
     workers = host_workers(device) if workers is None else workers
     points = np.asarray(host_map(closest_points, [(*found, reference) for found in detections], workers),

@@ -11,6 +11,7 @@ import sys
 import time
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -161,7 +162,7 @@ def run_dataset(options: DatasetOptions) -> int:
             workers = default_workers(models.device) if options.workers is None else options.workers
             finished = run_chunked(data, store, stages, m.batch_for(models.device), f"{model} sensitivity", collate,
                                    rows=mine, progress=rank == 0 and m.progress, workers=workers,
-                                   stream=lambda batches: pipelined(batches, stages, depth))
+                                   stream=partial(pipelined, stages=stages, depth=depth, device=models.device))
             complete, merged = collect(store, keys, mine, finished, rank, world)
             if not complete:
                 raise MeshconfError("the analysis stopped before every row was done; run the same command to "
