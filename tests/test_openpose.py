@@ -10,8 +10,8 @@ import torch
 
 import reference_body
 from meshconf.errors import MeshconfError
-from meshconf.openpose import (BodyPoseModel, decode, decode_full, detect, detect_batch, load_body, people,
-                               preprocess)
+from meshconf.openpose import (BodyPoseModel, decode, decode_full, detect, detect_batch, geometry, load_body,
+                               people, preprocess)
 from meshconf.openpose.limbs import greedy_matching
 from meshconf.openpose.peaks import find_peaks, reference_peak_mask
 from meshconf.openpose.synthetic import synthetic_maps
@@ -431,3 +431,45 @@ def test_detect_batch_decoding_on_the_device_gives_the_same_people(body_model, g
         model.to("cpu")
     for a, b in zip(batched, per_crop):
         assert_same_decoded(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_preprocess_equals_the_reference_beside_the_decoder(dtype):
+    """The network input equals the reference transcription's (run alone, at OpenCV's usual threads) bit for bit,
+    with and without padding, also while other threads decode (the runner's overlap) and after decoding, which
+    switches OpenCV to one thread meanwhile: IPP's resize of 3-channel images depends on its threads."""
+    import threading
+
+    import cv2
+
+    from meshconf.openpose.preprocess import bgr_from_rgb
+
+    rng = np.random.default_rng(7)
+    images = [rng.uniform(0, 255, (*shape, 3)).astype(dtype) for shape in ((224, 224), (224, 170), (97, 131),
+                                                                           (480, 640), (33, 517))]
+    threads = cv2.getNumThreads()
+    want = [reference_body.preprocess(image) for image in images]
+    geo = geometry((224, 170))
+    maps = rng.uniform(0, 0.2, (2, 38, *geo.output_hw)).astype(np.float32)
+    stop = threading.Event()
+
+    def decode_forever():
+        while not stop.is_set():
+            decode_full(maps[0], maps[1, :19], geo.image_hw)
+
+    decoders = [threading.Thread(target=decode_forever) for _ in range(2)]
+    for thread in decoders:
+        thread.start()
+    try:
+        for _ in range(3):
+            for image, (net, pad) in zip(images, want):
+                net_input, geo_i = preprocess(image)
+                np.testing.assert_array_equal(net_input, net)
+                assert net_input.flags.c_contiguous and [0, 0, geo_i.pad_down, geo_i.pad_right] == list(pad)
+    finally:
+        stop.set()
+        for thread in decoders:
+            thread.join()
+    assert cv2.getNumThreads() == threads  # the decoders' single thread is undone once the last one leaves
+    for image in images:
+        np.testing.assert_array_equal(bgr_from_rgb(image), np.ascontiguousarray(image[:, :, ::-1]))

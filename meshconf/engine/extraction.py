@@ -71,6 +71,7 @@ def launch_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_si
                  batch_size: int | None = None, signals: bool = False) -> LaunchedBatch:
     """The networks for one batch of `AnnotatedCrops` items (see `collate`), queued on the device."""
     from ..openpose import detect_launch
+    from ..openpose.preprocess import bgr_from_rgb
 
     crops = batch["crop"].astype(np.float32)
     occluded = np.full(len(crops), -1)
@@ -93,7 +94,7 @@ def launch_batch(spin, smpl, body, batch: dict, occlude: bool, seed: int, occ_si
         else:
             rotmat, betas, camera = call_padded(spin, x, batch_size or len(x))
             keypoints = geometry.project_spin_joints(smpl(rotmat, betas).joints, camera)
-    detections = detect_launch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in crops],
+    detections = detect_launch(body, [bgr_from_rgb(c) for c in crops],
                                batch_size=batch_size or len(crops))
     return LaunchedBatch(batch, keypoints, occluded, detections, flipped, steps if signals else None)
 

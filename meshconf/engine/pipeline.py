@@ -129,7 +129,9 @@ class CropAnalysis:
 
 def _op_input(crop_rgb: np.ndarray) -> np.ndarray:
     """The demo's OpenPose input: BGR float32 0-255 from the /255 crop tensor."""
-    return np.ascontiguousarray((crop_rgb.astype(np.float32) / np.float32(255))[:, :, ::-1] * np.float32(255))
+    from ..openpose.preprocess import bgr_from_rgb
+
+    return bgr_from_rgb((crop_rgb.astype(np.float32) / np.float32(255)) * np.float32(255))
 
 
 def analyse_crops(models: Models, crops_rgb: list[np.ndarray], legacy_ed: bool = False,

@@ -18,6 +18,7 @@ import torch
 
 from .. import constants as C
 from ..errors import MeshconfError
+from . import cvthreads
 from .assembly import assemble
 from .limbs import connect
 from .network import NUM_HEATMAP, NUM_PAF
@@ -48,12 +49,6 @@ def _threads(get, set_, count: int):
         set_(previous)
 
 
-def single_threaded_opencv():
-    """OpenCV's worker threads and torch's OpenMP threads (which spin after each op) fight over this machine's two
-    cores: resizing runs 1.5x slower next to torch code than alone. One OpenCV thread is faster here."""
-    return _threads(cv2.getNumThreads, cv2.setNumThreads, 1)
-
-
 def single_threaded_torch(device: torch.device):
     """The decoder's tensor ops are small (a few MB); on the CPU one torch thread beside the upsampling worker beats
     two contending ones (A1: 10.5 against 12.5 ms on 2 cores). Switching costs about 50 us."""
@@ -69,7 +64,7 @@ def upsample(net_maps: np.ndarray, geo: NetGeometry) -> np.ndarray:
     """
     maps = np.ascontiguousarray(np.asarray(net_maps, dtype=np.float32).transpose(1, 2, 0))
     height, width = geo.image_hw
-    with single_threaded_opencv():
+    with cvthreads.shared_single_threaded():
         up = cv2.resize(maps, (0, 0), fx=C.OP_STRIDE, fy=C.OP_STRIDE, interpolation=cv2.INTER_CUBIC)
         up = up[: geo.input_hw[0] - geo.pad_down, : geo.input_hw[1] - geo.pad_right]
         out = cv2.resize(up, (width, height), interpolation=cv2.INTER_CUBIC)

@@ -83,9 +83,9 @@ def detect_launch(model: torch.nn.Module, images: Sequence, batch_size: int = 16
            decode_on_device: bool | None = None) -> Launched:
     """The forward passes of `detect_batch`, queued (on a GPU nothing waits for them here). Every map is held until
     `detect_finish`, so give it one batch of images, not a whole dataset."""
-    prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
-    results: list = [None] * len(prepared)
     device = _device_and_dtype(model)[0]
+    prepared = _prepare(images, device)
+    results: list = [None] * len(prepared)
     on_device = _decodes_on_device(device, decode_on_device)
     chunks = []
     for indices in _chunks(prepared, batch_size):
@@ -100,6 +100,12 @@ def detect_finish(launched: Launched, full: bool = False) -> list:
         _decode_chunk(launched, indices, paf, heatmap, full)
     launched.chunks = []  # the maps are not needed any more
     return [out if out is not None else (_empty_decoded() if full else _empty()) for out in launched.results]
+
+
+def _prepare(images: Sequence, device: torch.device) -> list:
+    """(network input, geometry) per image, None where the image has no room for the network. On the launching
+    thread, one image after the other: OpenCV's resize of the network input must run alone (see `cvthreads`)."""
+    return [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
 
 
 def _decodes_on_device(device: torch.device, asked: bool | None) -> bool:
@@ -158,8 +164,8 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
     runs), so there it is off unless asked. `decode_on_device` (default: off the CPU) decodes each batch with
     `decode_batch` on the model's device; the results are the same either way. Unlike `detect_launch`, only the maps of
     the batches in flight are held, so any number of images may be given."""
-    prepared = [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
     device = _device_and_dtype(model)[0]
+    prepared = _prepare(images, device)
     state = Launched(prepared, [None] * len(prepared), [], _decodes_on_device(device, decode_on_device), device)
     if overlap is None:
         overlap = device.type == "cuda"

@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import constants as C
 from ..errors import MeshconfError
+from . import cvthreads
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,26 @@ def preprocess(image_bgr) -> tuple[np.ndarray, NetGeometry]:
     geo = geometry(image.shape[:2])
     m = multiplier(image.shape[0])
     # fx=fy=m, not an explicit dsize: OpenCV then maps coordinates with m itself, as the reference does.
-    scaled = cv2.resize(image, (0, 0), fx=m, fy=m, interpolation=cv2.INTER_CUBIC)
+    with cvthreads.alone():  # IPP's result depends on its threads: the reference's, always (see cvthreads)
+        scaled = cv2.resize(image, (0, 0), fx=m, fy=m, interpolation=cv2.INTER_CUBIC)
     if scaled.ndim == 2:  # OpenCV drops a trailing axis of 1; never for 3 channels, but be explicit
         scaled = scaled[:, :, None]
-    padded = np.full((*geo.input_hw, 3), C.OP_PAD_VALUE, dtype=scaled.dtype)
-    padded[: scaled.shape[0], : scaled.shape[1]] = scaled
-    net_input = padded.astype(np.float32).transpose(2, 0, 1)[None] / np.float32(256) - np.float32(0.5)
-    return np.ascontiguousarray(net_input), geo
+    if geo.pad_down or geo.pad_right:
+        padded = np.full((*geo.input_hw, 3), C.OP_PAD_VALUE, dtype=scaled.dtype)
+        padded[: scaled.shape[0], : scaled.shape[1]] = scaled
+    else:  # a 224 crop scales to 184 x 184, a multiple of 8 already
+        padded = scaled
+    # x / 256 - 0.5 in float32, written straight into the (1,3,h,w) layout: two passes over the input, not five
+    net_input = np.empty((1, 3, *geo.input_hw), dtype=np.float32)
+    np.divide(padded.transpose(2, 0, 1), np.float32(256), out=net_input[0], dtype=np.float32)
+    np.subtract(net_input, np.float32(0.5), out=net_input)
+    return net_input, geo
+
+
+def bgr_from_rgb(image) -> np.ndarray:
+    """An HxWx3 image with its first and last channels swapped, as a new contiguous array (cvtColor where OpenCV
+    takes the dtype: about 4x faster than numpy's strided copy, the same values)."""
+    image = np.asarray(image)
+    if image.dtype in (np.uint8, np.uint16, np.float32) and image.ndim == 3 and image.shape[2] == 3:
+        return cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    return np.ascontiguousarray(image[:, :, ::-1])

@@ -77,9 +77,10 @@ def openpose_variant_errors(body, variants: np.ndarray, gt_px: np.ndarray, batch
 def openpose_variant_launch(body, variants: np.ndarray, batch_size: int = 8):
     """The forward passes of `openpose_variant_errors`, queued on the device (see `detect_launch`)."""
     from ..openpose import detect_launch
+    from ..openpose.preprocess import bgr_from_rgb
 
     flat = variants.reshape(-1, *variants.shape[2:])
-    return detect_launch(body, [np.ascontiguousarray(c[:, :, ::-1]) for c in flat], batch_size=batch_size)
+    return detect_launch(body, [bgr_from_rgb(c) for c in flat], batch_size=batch_size)
 
 
 def openpose_variant_finish(launched, gt_px: np.ndarray, workers: int | None = None) -> dict:

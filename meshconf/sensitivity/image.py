@@ -135,10 +135,11 @@ def openpose_sensitivity(body, crop_rgb, grid: Grid, fill, batch_size: int = 16,
     errors are the same for every choice."""
     from ..engine.runner import Stages, default_depth, pipelined
     from ..openpose import detect_batch, detect_finish, detect_launch, people
+    from ..openpose.preprocess import bgr_from_rgb
     from ..runtime import host_map, host_workers
 
     crops = occluded_copies(crop_rgb, grid.windows, fill)
-    bgr = [np.ascontiguousarray(c[:, :, ::-1]) for c in crops]
+    bgr = [bgr_from_rgb(c) for c in crops]
     if gt_j14_px is None:
         # The unoccluded detection's strongest person is the reference.
         candidate, subset = detect_batch(body, [np.ascontiguousarray(np.asarray(crop_rgb, np.float32)[:, :, ::-1])])[0]
