@@ -133,6 +133,7 @@ def test_fast_form_of_a_refused_file_is_never_written(tmp_path, monkeypatch):
     assert not os.path.isdir(fast_form_dir()) or not os.listdir(fast_form_dir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)])
 def test_decode_overlap_gives_the_same_detections(body_model, golden, device):
     from meshconf.openpose import detect_batch

@@ -71,6 +71,7 @@ def test_calibration_refuses_too_few_rows_nan_and_wrong_shapes(occluded, tmp_pat
     assert not os.path.exists(out)
 
 
+@pytest.mark.slow
 def test_calibrate_job_writes_an_estimator_every_job_loads_without_scikit_learn(occluded, tmp_path, capsys):
     folder = tmp_path / "data"
     folder.mkdir()

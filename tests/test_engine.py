@@ -52,6 +52,7 @@ def test_contract_signature():
     assert (analyse["boxes"].default, analyse["cropped"].default, analyse["max_people"].default) == (None, False, None)
 
 
+@pytest.mark.slow
 def test_analyse_crops_equals_the_former_pipeline(engine, crops, spin_checkpoint):
     """Today's `pipeline.analyse_crops` on unfolded SPIN (as the demo ran it) against the engine (folded SPIN)."""
     from meshconf.engine.bundle import Models
@@ -202,6 +203,7 @@ def test_networks_on_a_device_agree_with_the_cpu(device, demo_data_dir, crops):
         assert np.asarray(c0).shape == np.asarray(c1).shape
 
 
+@pytest.mark.slow
 def test_bfloat16_runs_both_networks_and_is_labelled(demo_data_dir, crops, engine):
     from meshconf import MeshConfidence
 

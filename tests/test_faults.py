@@ -200,6 +200,7 @@ def test_nan_producing_spin_writes_no_arrays(tmp_path, tiny_dataset, tiny_models
     assert not list((tmp_path / "out").glob("*.npy"))
 
 
+@pytest.mark.slow
 def test_a_full_disk_mid_set_never_pairs_old_and_new_arrays(tmp_path, tiny_dataset, tiny_models, monkeypatch):
     from meshconf.sp_op.arrays import find_row
     from meshconf.dataset import AnnotatedCrops
@@ -700,6 +701,7 @@ def test_a_crafted_smpl_file_is_refused_in_one_line_never_a_crash(shared, tmp_pa
     assert not (tmp_path / "out.npz").exists()
 
 
+@pytest.mark.slow
 def test_a_crafted_smpl_file_never_kills_a_fresh_process(shared, tmp_path):
     """The case that wrote out of bounds, in a process of its own: exit 2, never a signal."""
     replace = {"J_regressor": _crafted_regressor(indices=np.full(24, 10**8, np.int32))}

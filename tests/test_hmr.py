@@ -61,6 +61,7 @@ def test_hmr_iterations_match_golden(spin_model, golden):
             np.testing.assert_allclose(cam.numpy(), g["iter_pred_cam_in"][n_iter], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_loader_accepts_bare_and_module_prefixed_state_dicts(tmp_path, spin_checkpoint, golden):
     state = torch.load(spin_checkpoint, weights_only=True)["model"]
     x = torch.from_numpy(golden("hmr_golden.npz")["input"][:1])

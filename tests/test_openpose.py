@@ -416,6 +416,7 @@ def test_decode_batch_on_a_device_equals_the_cpu_decoder(golden, device):
         assert_same_decoded(out, ref)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_detect_batch_decoding_on_the_device_gives_the_same_people(body_model, golden, device):
     if device == "cuda" and not torch.cuda.is_available():
