@@ -14,7 +14,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import sys
 import tempfile
@@ -49,16 +48,9 @@ def timed(fn, repeats: int, warmup: int = 1) -> list[float]:
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory: VmHWM, its own (getrusage's ru_maxrss carries over exec from the
-    process that started it, so a large parent would count as ours)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from meshconf.runtime import peak_rss_mb
+
+    return peak_rss_mb()
 
 
 class Table:

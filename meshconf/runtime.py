@@ -111,6 +111,21 @@ def synchronize(device) -> None:
 
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MiB: its VmHWM. Not getrusage's ru_maxrss, which Linux carries over
+    exec from the process that started this one, so a large parent (a test run's pytest) would count as ours."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def passive_openmp() -> bool:
     """OpenMP threads that sleep while they wait (OMP_WAIT_POLICY=PASSIVE) unless the user chose otherwise; only
     effective before torch starts its thread pool, so the CLI calls it first. Measured (benchmarks/threads.py, 2

@@ -117,19 +117,6 @@ def loader(kind: str):
     raise SystemExit(f"unknown kind {kind}")
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident memory. Not getrusage's ru_maxrss: Linux carries that over exec from the
-    process that spawned us, so a test run's large pytest process would count as ours; VmHWM is this image's own."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def main(argv) -> int:
     from meshconf.errors import MeshconfError
 
@@ -169,6 +156,8 @@ def main(argv) -> int:
                 key = f"{kind}:{outcome}"
                 report["outcomes"][key] = report["outcomes"].get(key, 0) + 1
                 os.unlink(target)
+    from meshconf.runtime import peak_rss_mb
+
     report["max_rss_mb"] = peak_rss_mb()
     with open(out, "w") as fh:
         json.dump(report, fh, indent=1)
