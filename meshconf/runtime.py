@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import os
 import sys
-from functools import lru_cache
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -170,19 +169,6 @@ def host_map(fn, jobs: list, workers: int = 0) -> list:
 
 
 _POOLS: dict = {}
-
-
-def thread_map(fn, items: list) -> list:
-    """[fn(item) for item in items] on a shared pool of up to 8 threads, for per-image work that releases the GIL
-    (OpenCV, numpy copies): the same results in the same order."""
-    return list(_thread_pool().map(fn, items)) if len(items) > 1 else [fn(item) for item in items]
-
-
-@lru_cache(maxsize=1)
-def _thread_pool():
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="meshconf-host")
 
 
 def _host_pool(workers: int):

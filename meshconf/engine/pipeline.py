@@ -202,9 +202,8 @@ def _finish(models: Models, launched: _Launched, legacy_ed: bool, workers: int =
     t1 = time.perf_counter()
     detections = detect_finish(launched.detections)
     t2 = time.perf_counter()
-    problems = []
+    problems = [None] * len(crops)
     for k in range(len(crops)):
-        problems.append(None)
         if not (np.isfinite(keypoints[k]).all() and np.isfinite(vertices[k]).all()):
             problems[k] = "SPIN produced non-finite outputs for this crop"
             keypoints[k] = np.nan_to_num(keypoints[k])

@@ -12,12 +12,15 @@ tensor reproduction, so the maps never travel.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+
 import numpy as np
 import torch
 
 from .. import constants as C
 from ..errors import MeshconfError
-from ..runtime import host_map, host_workers, thread_map
+from ..runtime import host_map, host_workers
 from .assembly import assemble
 from .decoding import Decoded, smoothing_operators, decode_full, upsample
 from .limbs import connect_batch
@@ -36,12 +39,19 @@ def _as_batch(maps, channels: int, name: str) -> torch.Tensor:
     return maps.detach().float()
 
 
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    import os
+
+    return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="meshconf-resize")
+
+
 def _upsampled(maps: torch.Tensor, geo: NetGeometry, channels: int, method: str) -> torch.Tensor:
     """(B,H,W,channels) float32 on the maps' device: OpenCV in a thread pool, or its tensor reproduction."""
     if method == "tensor":
         return upsample_batch(maps, geo, channels)
     arrays = maps.cpu().numpy()
-    out = thread_map(lambda m: upsample(m, geo)[:, :, :channels], list(arrays))
+    out = list(_pool().map(lambda m: upsample(m, geo)[:, :, :channels], arrays))
     return torch.from_numpy(np.stack(out)).to(maps.device)
 
 

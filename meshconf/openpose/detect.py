@@ -84,7 +84,7 @@ def detect_launch(model: torch.nn.Module, images: Sequence, batch_size: int = 16
     """The forward passes of `detect_batch`, queued (on a GPU nothing waits for them here). Every map is held until
     `detect_finish`, so give it one batch of images, not a whole dataset."""
     device = _device_and_dtype(model)[0]
-    prepared = _prepare(images, device)
+    prepared = _prepare(images)
     results: list = [None] * len(prepared)
     on_device = _decodes_on_device(device, decode_on_device)
     chunks = []
@@ -102,7 +102,7 @@ def detect_finish(launched: Launched, full: bool = False) -> list:
     return [out if out is not None else (_empty_decoded() if full else _empty()) for out in launched.results]
 
 
-def _prepare(images: Sequence, device: torch.device) -> list:
+def _prepare(images: Sequence) -> list:
     """(network input, geometry) per image, None where the image has no room for the network. On the launching
     thread, one image after the other: OpenCV's resize of the network input must run alone (see `cvthreads`)."""
     return [preprocess(image) if has_room(check_image(image).shape[:2]) else None for image in images]
@@ -165,7 +165,7 @@ def detect_batch(model: torch.nn.Module, images: Sequence, batch_size: int = 16,
     `decode_batch` on the model's device; the results are the same either way. Unlike `detect_launch`, only the maps of
     the batches in flight are held, so any number of images may be given."""
     device = _device_and_dtype(model)[0]
-    prepared = _prepare(images, device)
+    prepared = _prepare(images)
     state = Launched(prepared, [None] * len(prepared), [], _decodes_on_device(device, decode_on_device), device)
     if overlap is None:
         overlap = device.type == "cuda"
